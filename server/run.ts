@@ -1,0 +1,56 @@
+import { pino } from "pino";
+import type { ServeConfig } from "./config/config.js";
+import { startServer } from "./main.js";
+
+/**
+ * Runs the server as `countersign serve` does: SIGHUP reloads the policies, SIGINT / SIGTERM stop it.
+ * In development mode it prints, for every new approval, a command that decides it.
+ */
+export async function runServer(config: ServeConfig): Promise<void> {
+  const logger = pino({ level: config.logLevel, base: { service: "countersign" } });
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(config, { logger });
+  } catch (err) {
+    logger.fatal({ err: (err as Error).message }, "countersign could not start");
+    process.stderr.write(`countersign serve: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  if (config.developmentIdentity !== undefined) {
+    process.stderr.write(
+      `\nCountersign is running in development mode (plaintext, loopback only, every caller is "${config.developmentIdentity}").\n` +
+        `  gRPC:    ${server.grpcAddress}\n  Connect: ${server.connectUrl}\n  Ops:     ${server.opsUrl}/readyz\n\n`,
+    );
+    server.store.subscribeAll((approval) => {
+      if (approval.version !== 1 || approval.state !== "pending") return;
+      const approver = approval.rules.approvers.users[0] ?? approval.rules.superApprovers[0] ?? "APPROVER";
+      process.stderr.write(
+        `New approval ${approval.id} (${approval.action}). Approve it with:\n` +
+          `  curl -s ${server.connectUrl}/countersign.v1.ApprovalService/SubmitDecision -H 'content-type: application/json' ` +
+          `-d '{"id":"${approval.id}","approver":"${approver}","decision":"DECISION_APPROVE","reason":"looks good"}'\n`,
+      );
+    });
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    server.close().then(
+      () => {
+        logger.info("stopped");
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGHUP", () => {
+    server.reloadPolicies().catch(() => {});
+  });
+}

@@ -1,0 +1,77 @@
+import type { ApprovalOperations } from "../services/approval-operations.js";
+import type { ApprovalStore } from "../store/approval-store.js";
+import type { Clock } from "../domain/clock.js";
+
+/** Options of `createScheduler`. */
+export interface SchedulerOptions {
+  store: ApprovalStore;
+  operations: ApprovalOperations;
+  clock: Clock;
+  /** How often due timers are looked for. @default 250 */
+  intervalMs?: number;
+  /** Most expirations handled per store query. @default 500 */
+  batchSize?: number;
+  /** Receives errors of a run; the scheduler keeps running. */
+  onError?: (err: unknown) => void;
+}
+
+/** Runs the approvals' timers. */
+export interface Scheduler {
+  /** Starts the periodic runs. */
+  start(): void;
+  /** Stops them and waits for a run in progress. */
+  stop(): Promise<void>;
+  /** One run: expires every pending approval whose deadline has passed. Returns how many it expired. */
+  runOnce(): Promise<number>;
+}
+
+/**
+ * Expires approvals within `intervalMs` of their deadline. Each expiry is a compare-and-set in the
+ * store, so however many replicas run a scheduler, an approval expires once and a decision that came
+ * first wins.
+ */
+export function createScheduler(options: SchedulerOptions): Scheduler {
+  const { store, operations, clock } = options;
+  const intervalMs = options.intervalMs ?? 250;
+  const batchSize = options.batchSize ?? 500;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<number> | undefined;
+
+  async function expireDue(): Promise<number> {
+    let expired = 0;
+    for (;;) {
+      const due = await store.dueForExpiry(clock.now(), batchSize);
+      for (const id of due) {
+        try {
+          if ((await operations.expire(id)).changed) expired++;
+        } catch (err) {
+          options.onError?.(err);
+        }
+      }
+      if (due.length < batchSize) return expired;
+    }
+  }
+
+  function runOnce(): Promise<number> {
+    running ??= expireDue().finally(() => {
+      running = undefined;
+    });
+    return running;
+  }
+
+  return {
+    start() {
+      if (timer !== undefined) return;
+      timer = setInterval(() => {
+        runOnce().catch((err: unknown) => options.onError?.(err));
+      }, intervalMs);
+      timer.unref();
+    },
+    async stop() {
+      if (timer !== undefined) clearInterval(timer);
+      timer = undefined;
+      await running?.catch(() => 0);
+    },
+    runOnce,
+  };
+}

@@ -1,0 +1,191 @@
+import { monotonicFactory } from "ulid";
+import type { Clock } from "../domain/clock.js";
+import { NotFoundError, UnavailableError } from "../domain/errors.js";
+import {
+  applyVote,
+  buildApproval,
+  type CreateInput,
+  cancelApproval,
+  createFingerprint,
+  expireApproval,
+  rerequestWindowStart,
+  resolveApproval,
+  type Transition,
+  type VoteInput,
+  validateCreate,
+} from "../domain/lifecycle.js";
+import { type Approval, isTerminal, type PolicySet } from "../domain/types.js";
+import { resolvePolicy } from "../policy/policy-match.js";
+import type { ApprovalStore, CreateResult } from "../store/approval-store.js";
+
+/** Where the policy set in force comes from. */
+export interface PolicySource {
+  current(): { policySet: PolicySet } | undefined;
+}
+
+/** Options of `createApprovalOperations`. */
+export interface ApprovalOperationsOptions {
+  store: ApprovalStore;
+  policies: PolicySource;
+  clock: Clock;
+  /** Makes approval ids. @default monotonic ULIDs */
+  newId?: () => string;
+  /** Compare-and-set attempts before a transition gives up with UNAVAILABLE. @default 200 */
+  maxAttempts?: number;
+}
+
+/** One message of a watch: a snapshot, or a heartbeat repeating the last snapshot. */
+export interface WatchEvent {
+  approval: Approval;
+  heartbeat: boolean;
+}
+
+/** The operations both services share, independent of protobuf and of the transport. */
+export type ApprovalOperations = ReturnType<typeof createApprovalOperations>;
+
+/**
+ * The application layer: runs the domain rules against the store. Every transition is a read, a pure
+ * domain step and a compare-and-set, retried when another writer came first; so exactly one terminal
+ * transition wins, on one replica or many.
+ */
+export function createApprovalOperations(options: ApprovalOperationsOptions) {
+  const { store, policies, clock } = options;
+  const newId = options.newId ?? monotonicFactory();
+  const maxAttempts = options.maxAttempts ?? 200;
+
+  function policySet(): PolicySet {
+    const loaded = policies.current();
+    if (loaded === undefined) throw new UnavailableError("no policy set is loaded");
+    return loaded.policySet;
+  }
+
+  async function get(id: string): Promise<Approval> {
+    const approval = await store.get(id);
+    if (approval === undefined) throw new NotFoundError(`approval ${id} does not exist`);
+    return approval;
+  }
+
+  async function transition(id: string, step: (current: Approval) => Transition): Promise<Transition> {
+    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      const current = await get(id);
+      const next = step(current);
+      if (!next.changed) return next;
+      const stored = await store.compareAndSet(next.approval, current.version);
+      if (stored !== undefined) return { approval: stored, changed: true };
+    }
+    throw new UnavailableError(`approval ${id} is under heavy contention; retry`);
+  }
+
+  return {
+    /** The approval, or NotFoundError. */
+    get,
+
+    /**
+     * Creates an approval (or returns the one an idempotency key already names).
+     * @throws ValidationError, ConflictError, and the re-request errors of `buildApproval`
+     */
+    async create(input: CreateInput, requester: string): Promise<CreateResult> {
+      validateCreate(input);
+      const set = policySet();
+      const now = clock.now();
+      const id = newId(now);
+      let previous: Approval | undefined;
+      let lineageCountLastDay: number | undefined;
+      if (input.rerequestOf !== "") {
+        previous = await store.get(input.rerequestOf);
+        if (previous !== undefined) {
+          lineageCountLastDay = await store.countLineage(previous.lineageId, rerequestWindowStart(now));
+        }
+      }
+      const approval = buildApproval(input, {
+        id,
+        requester,
+        now,
+        policySet: set,
+        policy: resolvePolicy(set, input.action),
+        ...(previous === undefined ? {} : { previous }),
+        ...(lineageCountLastDay === undefined ? {} : { lineageCountLastDay }),
+      });
+      const idempotency =
+        input.idempotencyKey === ""
+          ? undefined
+          : { key: `${requester}\u0000${input.idempotencyKey}`, fingerprint: createFingerprint(input) };
+      return store.create(approval, idempotency);
+    },
+
+    /** Records a vote (see `applyVote`). */
+    vote(id: string, vote: VoteInput): Promise<Transition> {
+      return transition(id, (a) => applyVote(a, vote, clock.now()));
+    },
+
+    /** Cancels a pending approval, as its requester or (`adminOverride`) as an admin. */
+    cancel(id: string, by: string, reason: string, adminOverride = false): Promise<Transition> {
+      return transition(id, (a) => cancelApproval(a, by, reason, clock.now(), adminOverride));
+    },
+
+    /** An admin's break-glass decision. */
+    resolve(id: string, admin: string, decision: "approve" | "deny", reason: string): Promise<Transition> {
+      return transition(id, (a) => resolveApproval(a, admin, decision, reason, clock.now()));
+    },
+
+    /** Expires an approval if its deadline has passed. */
+    expire(id: string): Promise<Transition> {
+      return transition(id, (a) => expireApproval(a, clock.now()));
+    },
+
+    /**
+     * Streams the approval: the current snapshot first, then every stored change, a heartbeat after
+     * `heartbeatMs` without change, and ends after the terminal state or when `signal` aborts. It
+     * subscribes before reading, so no change between the read and the subscription is lost.
+     * @param authorize called with the first snapshot; throw to refuse the watch
+     */
+    async *watch(
+      id: string,
+      opts: { signal: AbortSignal; heartbeatMs: number; authorize?: (a: Approval) => void },
+    ): AsyncGenerator<WatchEvent> {
+      const queue: Approval[] = [];
+      let wake: (() => void) | undefined;
+      const unsubscribe = store.subscribe(id, (a) => {
+        queue.push(a);
+        wake?.();
+      });
+      const onAbort = () => wake?.();
+      opts.signal.addEventListener("abort", onAbort);
+      try {
+        let last = await get(id);
+        opts.authorize?.(last);
+        yield { approval: last, heartbeat: false };
+        while (!isTerminal(last.state) && !opts.signal.aborted) {
+          if (queue.length === 0) {
+            const changed = await new Promise<boolean>((resolve) => {
+              const timer = setTimeout(() => {
+                wake = undefined;
+                resolve(false);
+              }, opts.heartbeatMs);
+              wake = () => {
+                clearTimeout(timer);
+                wake = undefined;
+                resolve(true);
+              };
+            });
+            if (opts.signal.aborted) return;
+            if (!changed) {
+              yield { approval: last, heartbeat: true };
+              continue;
+            }
+          }
+          for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+            if (next.version <= last.version) continue;
+            last = next;
+            yield { approval: last, heartbeat: false };
+            if (isTerminal(last.state)) return;
+          }
+        }
+      } finally {
+        wake = undefined;
+        opts.signal.removeEventListener("abort", onAbort);
+        unsubscribe();
+      }
+    },
+  };
+}

@@ -1,0 +1,92 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import type { TLSSocket } from "node:tls";
+import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { HostedService } from "./grpc-server.js";
+import { peerKey } from "./peer.js";
+import type { TlsMaterial } from "./tls.js";
+
+/** Options of `createConnectServer`. */
+export interface ConnectServerOptions {
+  services: HostedService[];
+  interceptors: Interceptor[];
+  /** TLS material; plaintext HTTP/1.1 (development mode only) without it. */
+  tls?: TlsMaterial;
+  /** Largest request message accepted, in bytes. */
+  readMaxBytes: number;
+}
+
+/** Any of the server kinds we create. */
+export type ConnectHttpServer = http.Server | http2.Http2SecureServer;
+
+/**
+ * Stops accepting connections, lets requests in flight finish for up to `graceMs`, then closes every
+ * connection (which ends open streams).
+ */
+export function closeConnectServer(server: ConnectHttpServer, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => {
+      for (const session of sessionsOf(server)) session.destroy();
+      if (server instanceof http.Server) server.closeAllConnections();
+    }, graceMs);
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
+    for (const session of sessionsOf(server)) session.close();
+    if (server instanceof http.Server) server.closeIdleConnections();
+  });
+}
+
+const sessions = new WeakMap<ConnectHttpServer, Set<http2.Http2Session>>();
+
+function sessionsOf(server: ConnectHttpServer): Set<http2.Http2Session> {
+  return sessions.get(server) ?? new Set();
+}
+
+/**
+ * The connect-node server: Connect, gRPC-Web and gRPC over HTTP/1.1 and HTTP/2 (one TLS port with ALPN),
+ * hosting the same `ServiceImpl`s and interceptors as the grpc-js server.
+ */
+export function createConnectServer(options: ConnectServerOptions): ConnectHttpServer {
+  const handler = connectNodeAdapter({
+    routes: (router: ConnectRouter) => {
+      for (const { service, impl } of options.services) router.service(service, impl);
+    },
+    interceptors: options.interceptors,
+    readMaxBytes: options.readMaxBytes,
+    contextValues: (req) => {
+      const values = createContextValues();
+      const socket = ("stream" in req ? req.stream.session?.socket : undefined) ?? req.socket;
+      const address = socket?.remoteAddress ?? "";
+      const tlsSocket = socket as TLSSocket | undefined;
+      if (tlsSocket !== undefined && "authorized" in tlsSocket && tlsSocket.authorized === true) {
+        const certificate = tlsSocket.getPeerCertificate();
+        values.set(peerKey, certificate.raw ? { certificate, address } : { address });
+      } else {
+        values.set(peerKey, { address });
+      }
+      return values;
+    },
+  });
+  if (options.tls === undefined) return http.createServer(handler);
+  const tls = options.tls;
+  const server = http2.createSecureServer(
+    {
+      ...tls.secureContextOptions(),
+      allowHTTP1: true,
+      requestCert: tls.files.clientCa !== undefined,
+      rejectUnauthorized: tls.files.requireClientCert,
+    },
+    handler,
+  );
+  tls.onReload((contextOptions) => server.setSecureContext(contextOptions));
+  const open = new Set<http2.Http2Session>();
+  sessions.set(server, open);
+  server.on("session", (session: http2.Http2Session) => {
+    open.add(session);
+    session.once("close", () => open.delete(session));
+  });
+  return server;
+}

@@ -1,0 +1,325 @@
+import {
+  create,
+  type DescFile,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  fromBinary,
+  isMessage,
+  toBinary,
+} from "@bufbuild/protobuf";
+import { anyPack, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import {
+  Code,
+  ConnectError,
+  createContextValues,
+  createHandlerContext,
+  type Interceptor,
+  type ServiceImpl,
+  type StreamRequest,
+  type StreamResponse,
+  type UnaryRequest,
+  type UnaryResponse,
+} from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
+import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import { toConnectError } from "../services/errors.js";
+import { peerKey } from "./peer.js";
+
+type ServerSurfaceCall = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>;
+
+/** A service implementation to host on both transports. */
+export interface HostedService {
+  service: DescService;
+  impl: Partial<ServiceImpl<DescService>>;
+}
+
+/** Pairs a service descriptor with its implementation, type-checked. */
+export function hostService<S extends DescService>(service: S, impl: ServiceImpl<S>): HostedService {
+  return { service, impl: impl as unknown as Partial<ServiceImpl<DescService>> };
+}
+
+/** Marks a request that failed to decode, so the handler answers INVALID_ARGUMENT instead of INTERNAL. */
+class UndecodableRequest {
+  constructor(readonly error: unknown) {}
+}
+
+type AnyImpl = (req: unknown, ctx: unknown) => unknown;
+
+function metadataToHeaders(metadata: grpc.Metadata): Headers {
+  const headers = new Headers();
+  for (const [key, value] of Object.entries(metadata.getMap())) {
+    if (key.endsWith("-bin")) continue;
+    headers.append(key, String(value));
+  }
+  return headers;
+}
+
+function headersToMetadata(headers: Headers, into = new grpc.Metadata()): grpc.Metadata {
+  headers.forEach((value, key) => {
+    if (!key.endsWith("-bin")) into.add(key, value);
+  });
+  return into;
+}
+
+/** The grpc-js status object of any error, with `grpc-status-details-bin` for the error details. */
+export function toGrpcStatus(err: unknown): Partial<grpc.StatusObject> {
+  const ce = toConnectError(err);
+  const metadata = new grpc.Metadata();
+  const details = ce.details.flatMap((d) => ("desc" in d ? [anyPack(d.desc, create(d.desc, d.value))] : []));
+  if (details.length > 0) {
+    const status = create(StatusSchema, { code: ce.code, message: ce.rawMessage, details });
+    metadata.set("grpc-status-details-bin", Buffer.from(toBinary(StatusSchema, status)));
+  }
+  headersToMetadata(ce.metadata, metadata);
+  return { code: ce.code as number as grpc.status, details: ce.rawMessage, metadata };
+}
+
+function peerAddress(call: ServerSurfaceCall): string {
+  const peer = call.getPeer();
+  const colon = peer.lastIndexOf(":");
+  return (colon > 0 ? peer.slice(0, colon) : peer).replace(/^\[|\]$/g, "");
+}
+
+function timeoutOf(call: ServerSurfaceCall): number | undefined {
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+  return Number.isFinite(ms) && ms > 0 ? Math.max(0, ms - Date.now()) : undefined;
+}
+
+function requestCommon(service: DescService, method: DescMethod, call: ServerSurfaceCall, signal: AbortSignal) {
+  const contextValues = createContextValues();
+  const certificate = call.getAuthContext().sslPeerCertificate;
+  contextValues.set(peerKey, certificate ? { certificate, address: peerAddress(call) } : { address: peerAddress(call) });
+  return {
+    service,
+    requestMethod: "POST",
+    url: `/${service.typeName}/${method.name}`,
+    signal,
+    header: metadataToHeaders(call.metadata),
+    contextValues,
+  };
+}
+
+function handlerContext(req: UnaryRequest | StreamRequest, call: ServerSurfaceCall) {
+  const timeoutMs = timeoutOf(call);
+  return createHandlerContext({
+    service: req.service,
+    method: req.method,
+    protocolName: "grpc",
+    requestMethod: req.requestMethod,
+    url: req.url,
+    requestSignal: req.signal,
+    requestHeader: req.header,
+    contextValues: req.contextValues,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  });
+}
+
+function asMessage<D extends DescMessage>(desc: D, value: unknown) {
+  return isMessage(value, desc) ? value : create(desc, value as never);
+}
+
+function cancelSignal(call: ServerSurfaceCall): AbortController {
+  const controller = new AbortController();
+  call.once("cancelled", () => controller.abort(new ConnectError("the client cancelled the call", Code.Canceled)));
+  return controller;
+}
+
+function unaryHandler(
+  service: DescService,
+  method: DescMethod,
+  impl: AnyImpl,
+  interceptors: Interceptor[],
+): grpc.handleUnaryCall<unknown, unknown> {
+  const invoke = async (req: UnaryRequest | StreamRequest): Promise<UnaryResponse | StreamResponse> => {
+    const call = (req as unknown as { grpcCall: ServerSurfaceCall }).grpcCall;
+    const ctx = handlerContext(req, call);
+    const out = await impl(req.message, ctx);
+    return {
+      stream: false,
+      service,
+      method,
+      header: ctx.responseHeader,
+      trailer: ctx.responseTrailer,
+      message: asMessage(method.output, out),
+    } as UnaryResponse;
+  };
+  const chain = interceptors.reduceRight((next, interceptor) => interceptor(next), invoke);
+  return (call, callback) => {
+    if (call.request instanceof UndecodableRequest) {
+      callback(toGrpcStatus(new ConnectError(`cannot decode ${method.input.typeName}`, Code.InvalidArgument)));
+      return;
+    }
+    const controller = cancelSignal(call);
+    const req = {
+      ...requestCommon(service, method, call, controller.signal),
+      stream: false,
+      method,
+      message: call.request,
+      grpcCall: call,
+    } as unknown as UnaryRequest;
+    chain(req).then(
+      (res) => {
+        const trailer = headersToMetadata(res.trailer);
+        if ([...res.header.keys()].length > 0) call.sendMetadata(headersToMetadata(res.header));
+        callback(null, res.message, trailer);
+      },
+      (err: unknown) => callback(toGrpcStatus(err)),
+    );
+  };
+}
+
+function serverStreamingHandler(
+  service: DescService,
+  method: DescMethod,
+  impl: AnyImpl,
+  interceptors: Interceptor[],
+): grpc.handleServerStreamingCall<unknown, unknown> {
+  const invoke = async (req: UnaryRequest | StreamRequest): Promise<UnaryResponse | StreamResponse> => {
+    const call = (req as unknown as { grpcCall: ServerSurfaceCall }).grpcCall;
+    const ctx = handlerContext(req, call);
+    let input: unknown;
+    for await (const m of req.message as AsyncIterable<unknown>) input = m;
+    const output = impl(input, ctx) as AsyncIterable<unknown>;
+    return {
+      stream: true,
+      service,
+      method,
+      header: ctx.responseHeader,
+      trailer: ctx.responseTrailer,
+      message: output,
+    } as unknown as StreamResponse;
+  };
+  const chain = interceptors.reduceRight((next, interceptor) => interceptor(next), invoke);
+  return (call) => {
+    if (call.request instanceof UndecodableRequest) {
+      call.emit("error", toGrpcStatus(new ConnectError(`cannot decode ${method.input.typeName}`, Code.InvalidArgument)));
+      return;
+    }
+    const controller = cancelSignal(call);
+    const request = call.request;
+    const req = {
+      ...requestCommon(service, method, call, controller.signal),
+      stream: true,
+      method,
+      message: (async function* () {
+        yield request;
+      })(),
+      grpcCall: call,
+    } as unknown as StreamRequest;
+    const run = async () => {
+      const res = (await chain(req)) as StreamResponse;
+      if ([...res.header.keys()].length > 0) call.sendMetadata(headersToMetadata(res.header));
+      for await (const message of res.message) {
+        if (controller.signal.aborted) break;
+        if (!call.write(asMessage(method.output, message))) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              call.off("drain", done);
+              controller.signal.removeEventListener("abort", done);
+              resolve();
+            };
+            call.on("drain", done);
+            controller.signal.addEventListener("abort", done);
+          });
+        }
+      }
+      if (!controller.signal.aborted) call.end(headersToMetadata(res.trailer));
+    };
+    run().catch((err: unknown) => {
+      if (!controller.signal.aborted) call.emit("error", toGrpcStatus(err));
+    });
+  };
+}
+
+/**
+ * A grpc-js service definition that hosts a protobuf-es `ServiceImpl`, running the same Connect
+ * interceptors as the Connect server, so neither the services nor the interceptors know which transport
+ * called them. Messages are (de)serialized with protobuf-es from the service descriptor.
+ */
+export function createGrpcServiceDefinition(
+  hosted: HostedService,
+  interceptors: Interceptor[],
+): { definition: grpc.ServiceDefinition; implementation: grpc.UntypedServiceImplementation } {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const implementation: grpc.UntypedServiceImplementation = {};
+  for (const method of hosted.service.methods) {
+    const impl = (hosted.impl as Record<string, AnyImpl | undefined>)[method.localName];
+    const unimplemented: AnyImpl = () => {
+      throw new ConnectError(`${method.name} is not implemented`, Code.Unimplemented);
+    };
+    const bound = impl ?? unimplemented;
+    const requestStream = method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming";
+    const responseStream = method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming";
+    definition[method.name] = {
+      path: `/${hosted.service.typeName}/${method.name}`,
+      requestStream,
+      responseStream,
+      requestSerialize: (value: unknown) => Buffer.from(toBinary(method.input, value as never)),
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return fromBinary(method.input, bytes);
+        } catch (err) {
+          return new UndecodableRequest(err);
+        }
+      },
+      responseSerialize: (value: unknown) => Buffer.from(toBinary(method.output, value as never)),
+      responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
+      originalName: method.localName,
+    };
+    if (method.methodKind === "unary") {
+      implementation[method.name] = unaryHandler(hosted.service, method, bound, interceptors);
+    } else if (method.methodKind === "server_streaming") {
+      implementation[method.name] = serverStreamingHandler(hosted.service, method, bound, interceptors);
+    } else {
+      throw new Error(`${method.methodKind} methods are not supported by the grpc-js adapter`);
+    }
+  }
+  return { definition: definition as grpc.ServiceDefinition, implementation };
+}
+
+/** Options of `createGrpcServer`. */
+export interface GrpcServerOptions {
+  services: HostedService[];
+  interceptors: Interceptor[];
+  /** Largest request message accepted, in bytes. */
+  maxReceiveMessageLength: number;
+}
+
+/** The grpc-js server with the hosted services, server reflection (v1, v1alpha) and `grpc.health.v1`. */
+export function createGrpcServer(options: GrpcServerOptions): { server: grpc.Server; health: HealthImplementation } {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": options.maxReceiveMessageLength,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  for (const hosted of options.services) {
+    const { definition, implementation } = createGrpcServiceDefinition(hosted, options.interceptors);
+    server.addService(definition, implementation);
+  }
+  const health = new HealthImplementation({ "": "SERVING" });
+  health.addToServer(server);
+  const files = descriptorClosure([...options.services.map((s) => s.service.file), file_grpc_health_v1_health]);
+  const reflection = new ReflectionService(
+    { countersign: { format: "Protocol Buffer 3 DescriptorProto", fileDescriptorProtos: files } } as never,
+  );
+  reflection.addToServer(server);
+  return { server, health };
+}
+
+/** Serialized FileDescriptorProtos of the files and everything they import, dependencies first. */
+function descriptorClosure(roots: DescFile[]): Buffer[] {
+  const seen = new Set<string>();
+  const out: Buffer[] = [];
+  const visit = (file: DescFile) => {
+    if (seen.has(file.name)) return;
+    seen.add(file.name);
+    for (const dep of file.dependencies) visit(dep);
+    out.push(Buffer.from(toBinary(FileDescriptorProtoSchema, file.proto)));
+  };
+  for (const root of roots) visit(root);
+  return out;
+}

@@ -1,0 +1,97 @@
+import { readFile } from "node:fs/promises";
+import type { SecureContextOptions } from "node:tls";
+import type { experimental } from "@grpc/grpc-js";
+
+/** Paths of the server's TLS material. */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  /** CA that client certificates must chain to; enables client certificates. */
+  clientCa?: string;
+  /** Refuse clients without a valid certificate. */
+  requireClientCert: boolean;
+}
+
+interface Material {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+}
+
+type IdentityListener = experimental.IdentityCertificateUpdateListener;
+type CaListener = experimental.CaCertificateUpdateListener;
+
+/**
+ * The server's certificate, key and client CA, read from disk, shared by both transports. `reload()`
+ * re-reads the files; new handshakes use them, open connections continue. It doubles as the grpc-js
+ * certificate provider.
+ */
+export class TlsMaterial implements experimental.CertificateProvider {
+  private material: Material | undefined;
+  private readonly identityListeners = new Set<IdentityListener>();
+  private readonly caListeners = new Set<CaListener>();
+  private readonly contextListeners = new Set<(options: SecureContextOptions) => void>();
+
+  constructor(readonly files: TlsFiles) {}
+
+  /** Reads the files; throws with the path of a file that cannot be read. */
+  async load(): Promise<void> {
+    const read = async (path: string, what: string) => {
+      try {
+        return await readFile(path);
+      } catch (err) {
+        throw new Error(`cannot read TLS ${what} ${path}: ${(err as Error).message}`);
+      }
+    };
+    const [cert, key, ca] = await Promise.all([
+      read(this.files.cert, "certificate"),
+      read(this.files.key, "key"),
+      this.files.clientCa === undefined ? undefined : read(this.files.clientCa, "client CA"),
+    ]);
+    this.material = ca === undefined ? { cert, key } : { cert, key, ca };
+    this.notify();
+  }
+
+  /** Options for `https`/`http2.createSecureServer` and `setSecureContext`. */
+  secureContextOptions(): SecureContextOptions {
+    const m = this.required();
+    return m.ca === undefined ? { cert: m.cert, key: m.key } : { cert: m.cert, key: m.key, ca: m.ca };
+  }
+
+  /** Calls `listener` with new options after every reload. */
+  onReload(listener: (options: SecureContextOptions) => void): () => void {
+    this.contextListeners.add(listener);
+    return () => this.contextListeners.delete(listener);
+  }
+
+  addIdentityCertificateListener(listener: IdentityListener): void {
+    this.identityListeners.add(listener);
+    if (this.material) listener({ certificate: this.material.cert, privateKey: this.material.key });
+  }
+
+  removeIdentityCertificateListener(listener: IdentityListener): void {
+    this.identityListeners.delete(listener);
+  }
+
+  addCaCertificateListener(listener: CaListener): void {
+    this.caListeners.add(listener);
+    if (this.material?.ca) listener({ caCertificate: this.material.ca });
+  }
+
+  removeCaCertificateListener(listener: CaListener): void {
+    this.caListeners.delete(listener);
+  }
+
+  private required(): Material {
+    if (this.material === undefined) throw new Error("TLS material is not loaded");
+    return this.material;
+  }
+
+  private notify(): void {
+    const m = this.required();
+    for (const l of this.identityListeners) l({ certificate: m.cert, privateKey: m.key });
+    if (m.ca) for (const l of this.caListeners) l({ caCertificate: m.ca });
+    const options = this.secureContextOptions();
+    for (const l of this.contextListeners) l(options);
+  }
+}

@@ -1,8 +1,8 @@
 import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import * as grpc from "@grpc/grpc-js";
 import type { Interceptor } from "@connectrpc/connect";
-import { pino, type Logger } from "pino";
+import * as grpc from "@grpc/grpc-js";
+import { type Logger, pino } from "pino";
 import { AdminService } from "../gen/countersign/v1/admin_service_pb.js";
 import { ApprovalService } from "../gen/countersign/v1/approval_service_pb.js";
 import type { ServeConfig } from "./config/config.js";
@@ -61,13 +61,34 @@ function hostPort(host: string, port: number): string {
  * The composition root: builds the store, policies, services and both transports from the
  * configuration, and starts them.
  */
-export async function startServer(config: ServeConfig, deps: ServerDependencies = {}): Promise<RunningServer> {
+export async function startServer(
+  config: ServeConfig,
+  deps: ServerDependencies = {},
+): Promise<RunningServer> {
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: "countersign" } });
   const clock = deps.clock ?? systemClock;
 
-  const policies = createPolicyHolder({ path: config.policyFile });
+  const policies = createPolicyHolder({
+    path: config.policyFile,
+    onReload: (event) => {
+      if (event.outcome === "rejected")
+        logger.error(
+          { trigger: event.trigger, problems: event.error.problems },
+          "policy reload rejected; keeping the current policies",
+        );
+      else
+        logger.info(
+          { trigger: event.trigger, outcome: event.outcome, policy_sha256: event.current.sha256 },
+          "policies loaded",
+        );
+    },
+    onWatchError: (err) => logger.error({ err: err.message }, "policy file watch failed"),
+  });
   const loaded = await policies.load();
-  logger.info({ policy_sha256: loaded.sha256, policies: loaded.policySet.policies.length }, "policies loaded");
+  logger.info(
+    { policy_sha256: loaded.sha256, policies: loaded.policySet.policies.length },
+    "policies loaded",
+  );
 
   const store =
     deps.store ??
@@ -81,7 +102,9 @@ export async function startServer(config: ServeConfig, deps: ServerDependencies 
   ];
   const interceptors: Interceptor[] = [
     createIdentityInterceptor({
-      ...(config.developmentIdentity === undefined ? {} : { developmentIdentity: config.developmentIdentity }),
+      ...(config.developmentIdentity === undefined
+        ? {}
+        : { developmentIdentity: config.developmentIdentity }),
       requesters: config.requesters,
       deciders: config.deciders,
     }),
@@ -102,7 +125,11 @@ export async function startServer(config: ServeConfig, deps: ServerDependencies 
     await tls.load();
   }
 
-  const grpcHost = createGrpcServer({ services, interceptors, maxReceiveMessageLength: config.maxMessageBytes });
+  const grpcHost = createGrpcServer({
+    services,
+    interceptors,
+    maxReceiveMessageLength: config.maxMessageBytes,
+  });
   const credentials =
     tls === undefined
       ? grpc.ServerCredentials.createInsecure()
@@ -112,8 +139,17 @@ export async function startServer(config: ServeConfig, deps: ServerDependencies 
           tls.files.requireClientCert,
         );
   const grpcPort = await new Promise<number>((resolve, reject) =>
-    grpcHost.server.bindAsync(hostPort(config.grpcListen.host, config.grpcListen.port), credentials, (err, port) =>
-      err ? reject(new Error(`cannot listen for gRPC on ${hostPort(config.grpcListen.host, config.grpcListen.port)}: ${err.message}`)) : resolve(port),
+    grpcHost.server.bindAsync(
+      hostPort(config.grpcListen.host, config.grpcListen.port),
+      credentials,
+      (err, port) =>
+        err
+          ? reject(
+              new Error(
+                `cannot listen for gRPC on ${hostPort(config.grpcListen.host, config.grpcListen.port)}: ${err.message}`,
+              ),
+            )
+          : resolve(port),
     ),
   );
 
@@ -153,16 +189,12 @@ export async function startServer(config: ServeConfig, deps: ServerDependencies 
     operations,
     store,
     async reloadPolicies() {
-      try {
-        const result = await policies.reload({ dryRun: false });
-        logger.info({ policy_sha256: result.current.sha256 }, "policies reloaded");
-      } catch (err) {
-        logger.error({ err: (err as Error).message }, "policy reload failed; keeping the current policies");
-      }
+      // The outcome, good or bad, is logged by onReload.
+      await policies.reload({ dryRun: false }).catch(() => undefined);
     },
     async close() {
       await scheduler.stop();
-      policies.close();
+      await policies.close();
       await Promise.all([
         new Promise<void>((resolve) => {
           const force = setTimeout(() => grpcHost.server.forceShutdown(), 2_000);

@@ -24,7 +24,12 @@ export function addPolicyCommand(program: Command): void {
         }
         const result = parsePolicyDocument(text);
         if (result.ok) {
-          results.push({ file, valid: true, sha256: result.sha256, policies: result.policySet.policies.length });
+          results.push({
+            file,
+            valid: true,
+            sha256: result.sha256,
+            policies: result.policySet.policies.length,
+          });
         } else {
           failed = true;
           results.push({ file, valid: false, problems: result.problems });
@@ -34,8 +39,11 @@ export function addPolicyCommand(program: Command): void {
         process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
       } else {
         for (const r of results) {
-          if (r.valid) process.stdout.write(`${r.file}: valid (${r.policies} policies, sha256 ${r.sha256})\n`);
-          else for (const p of r.problems ?? []) process.stderr.write(`${r.file}: ${p.path || "(file)"}: ${p.message}\n`);
+          if (r.valid)
+            process.stdout.write(`${r.file}: valid (${r.policies} policies, sha256 ${r.sha256})\n`);
+          else
+            for (const p of r.problems ?? [])
+              process.stderr.write(`${r.file}: ${p.path || "(file)"}: ${p.message}\n`);
         }
       }
       if (failed) process.exitCode = 1;

@@ -3,7 +3,10 @@ import { readFileSync } from "node:fs";
 function findVersion(): string {
   for (const path of ["../../package.json", "../../../package.json"]) {
     try {
-      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), "utf8")) as { name?: string; version?: string };
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), "utf8")) as {
+        name?: string;
+        version?: string;
+      };
       if (pkg.name === "countersign" && pkg.version !== undefined) return pkg.version;
     } catch {
       // try the next location (source tree or dist/)

@@ -108,7 +108,9 @@ export function readSecret(env: NodeJS.ProcessEnv, name: string, problems: strin
       if (value === "") problems.push(`${name}_FILE ${file} is empty`);
       return value === "" ? undefined : value;
     } catch (err) {
-      problems.push(`${name}_FILE: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      problems.push(
+        `${name}_FILE: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      );
       return undefined;
     }
   }
@@ -166,11 +168,16 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
   };
 
   const grpcListen = parseListen("grpc-listen", pick("grpcListen") ?? defaults.grpcListen, problems);
-  const connectListen = parseListen("connect-listen", pick("connectListen") ?? defaults.connectListen, problems);
+  const connectListen = parseListen(
+    "connect-listen",
+    pick("connectListen") ?? defaults.connectListen,
+    problems,
+  );
   const opsListen = parseListen("ops-listen", pick("opsListen") ?? defaults.opsListen, problems);
 
   const policyFile = pick("policy");
-  if (policyFile === undefined || policyFile === "") problems.push("--policy FILE is required (the policy file)");
+  if (policyFile === undefined || policyFile === "")
+    problems.push("--policy FILE is required (the policy file)");
 
   const cert = pick("tlsCert");
   const key = pick("tlsKey");
@@ -180,11 +187,13 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
   if ((cert === undefined) !== (key === undefined)) {
     problems.push("--tls-cert and --tls-key must be given together");
   } else if (cert !== undefined && key !== undefined) {
-    tls = clientCa === undefined ? { cert, key, requireClientCert } : { cert, key, clientCa, requireClientCert };
+    tls =
+      clientCa === undefined ? { cert, key, requireClientCert } : { cert, key, clientCa, requireClientCert };
   }
   if (requireClientCert && clientCa === undefined)
     problems.push("--require-client-cert needs --tls-client-ca (the CA that signs client certificates)");
-  if (tls === undefined && clientCa !== undefined) problems.push("--tls-client-ca needs --tls-cert and --tls-key");
+  if (tls === undefined && clientCa !== undefined)
+    problems.push("--tls-client-ca needs --tls-cert and --tls-key");
   if (tls === undefined) {
     for (const [name, address] of [
       ["grpc-listen", grpcListen],
@@ -199,7 +208,9 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
 
   const requestersText = pick("requesters");
   const requesters =
-    requestersText === undefined || requestersText.trim() === "*" ? ("any" as const) : parseList(requestersText);
+    requestersText === undefined || requestersText.trim() === "*"
+      ? ("any" as const)
+      : parseList(requestersText);
   const deciders = parseList(pick("deciders"));
 
   let heartbeatMs = 15_000;

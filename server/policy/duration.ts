@@ -45,7 +45,9 @@ export function parseDuration(text: string): number {
  */
 export function formatDuration(ms: number): string {
   if (!Number.isSafeInteger(ms) || ms < 0) {
-    throw new RangeError(`cannot format ${ms} as a duration: need a non-negative whole number of milliseconds`);
+    throw new RangeError(
+      `cannot format ${ms} as a duration: need a non-negative whole number of milliseconds`,
+    );
   }
   if (ms === 0) return "0s";
   let rest = ms;

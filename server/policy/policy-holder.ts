@@ -129,7 +129,8 @@ export function createPolicyHolder(options: PolicyHolderOptions): PolicyHolder {
 
   const attempt = (trigger: PolicyReloadTrigger, dryRun: boolean): Promise<PolicyReloadResult> =>
     serialized(async () => {
-      if (dryRun && loaded === undefined) throw new Error("no policies are loaded yet; nothing to compare with");
+      if (dryRun && loaded === undefined)
+        throw new Error("no policies are loaded yet; nothing to compare with");
       const result = await loadPolicyFile(path);
       if (!result.ok) {
         const error = new PolicyLoadError(result.problems, path);

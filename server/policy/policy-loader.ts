@@ -208,11 +208,15 @@ function schemaProblem(e: ErrorObject): PolicyProblem {
       if (e.schemaPath.startsWith("#/definitions/policyName/"))
         return {
           path,
-          message: "must be 1 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+          message:
+            "must be 1 to 64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
         };
       return { path, message: e.message ?? "is invalid" };
     case "minLength":
-      return { path, message: params.limit === 1 ? "must not be empty" : `must have at least ${params.limit} characters` };
+      return {
+        path,
+        message: params.limit === 1 ? "must not be empty" : `must have at least ${params.limit} characters`,
+      };
     case "maxLength":
       return { path, message: `must have at most ${params.limit} characters` };
     case "uniqueItems": {
@@ -293,7 +297,10 @@ function checkCount(
   if (people.groups.length > 0 || people.users.length === 0) return;
   const available = distinctCount(people.users);
   if (n > available) {
-    ctx.problems.add(path, `is ${n} but ${listName} lists only ${plural(available, "person", "people")} and no groups`);
+    ctx.problems.add(
+      path,
+      `is ${n} but ${listName} lists only ${plural(available, "person", "people")} and no groups`,
+    );
   }
 }
 
@@ -319,7 +326,12 @@ function checkPolicy(ctx: CheckContext, p: PolicyFilePolicy, base: string): void
   // Where the request is posted.
   if (p.dm === true && p.channel !== undefined) {
     problems.add(`${base}.dm`, "dm: true and channel are exclusive; keep one");
-  } else if (p.dm !== true && p.channel === undefined && defaults !== undefined && defaults.channel === undefined) {
+  } else if (
+    p.dm !== true &&
+    p.channel === undefined &&
+    defaults !== undefined &&
+    defaults.channel === undefined
+  ) {
     problems.add(`${base}.channel`, "no channel: set channel, or dm: true, or defaults.channel");
   }
 
@@ -327,7 +339,8 @@ function checkPolicy(ctx: CheckContext, p: PolicyFilePolicy, base: string): void
   let timeoutMs: number | undefined;
   if (p.timeout !== undefined) timeoutMs = checkTimeout(ctx, `${base}.timeout`, p.timeout);
   else if (defaults !== undefined)
-    timeoutMs = defaults.timeout === undefined ? defaultTimeoutMs : parseDurationOrUndefined(defaults.timeout);
+    timeoutMs =
+      defaults.timeout === undefined ? defaultTimeoutMs : parseDurationOrUndefined(defaults.timeout);
   const withinTimeout = (path: string, ms: number): void => {
     if (ms <= 0) problems.add(path, "must be greater than 0");
     else if (timeoutMs !== undefined && ms >= timeoutMs)
@@ -355,10 +368,12 @@ function checkPolicy(ctx: CheckContext, p: PolicyFilePolicy, base: string): void
   (p.stages ?? []).forEach((stage, i) => {
     const path = `${base}.stages[${i}]`;
     const first = stageNames.get(stage.name);
-    if (first !== undefined) problems.add(`${path}.name`, `repeats the name of stages[${first}] ("${stage.name}")`);
+    if (first !== undefined)
+      problems.add(`${path}.name`, `repeats the name of stages[${first}] ("${stage.name}")`);
     else stageNames.set(stage.name, i);
     const members = { users: stage.users ?? [], groups: stage.groups ?? [] };
-    if (members.users.length + members.groups.length === 0) problems.add(path, "has no members: list users or groups");
+    if (members.users.length + members.groups.length === 0)
+      problems.add(path, "has no members: list users or groups");
     else checkCount(ctx, `${path}.required`, stage.required, members, "users");
   });
 
@@ -400,11 +415,18 @@ function compileOverridesSchema(schema: JsonObject): string | undefined {
   }
 }
 
-function checkOverrides(ctx: CheckContext, o: NonNullable<PolicyFilePolicy["overrides"]>, base: string): void {
+function checkOverrides(
+  ctx: CheckContext,
+  o: NonNullable<PolicyFilePolicy["overrides"]>,
+  base: string,
+): void {
   const { problems } = ctx;
   const keys = o.keys ?? [];
   if (o.max_keys !== undefined && o.max_keys > keys.length)
-    problems.add(`${base}.max_keys`, `is ${o.max_keys} but keys lists only ${plural(keys.length, "key", "keys")}`);
+    problems.add(
+      `${base}.max_keys`,
+      `is ${o.max_keys} but keys lists only ${plural(keys.length, "key", "keys")}`,
+    );
   if (o.schema === undefined) return;
   const schema = o.schema as JsonObject;
   if (schema.$id !== undefined) {
@@ -416,13 +438,16 @@ function checkOverrides(ctx: CheckContext, o: NonNullable<PolicyFilePolicy["over
     problems.add(`${base}.schema`, `is not a valid JSON Schema: ${error}`);
     return;
   }
+  // With `properties` listed, a key must be one of them (or match one of `patternProperties`).
   const properties = schema.properties;
-  if (properties !== null && typeof properties === "object" && !Array.isArray(properties)) {
-    keys.forEach((key, i) => {
-      if (!Object.hasOwn(properties, key))
-        problems.add(`${base}.keys[${i}]`, `"${key}" is not a property of overrides.schema`);
-    });
-  }
+  if (!isPlainObject(properties)) return;
+  const patterns = isPlainObject(schema.patternProperties)
+    ? Object.keys(schema.patternProperties).map((pattern) => new RegExp(pattern, "u"))
+    : [];
+  keys.forEach((key, i) => {
+    if (!Object.hasOwn(properties, key) && !patterns.some((re) => re.test(key)))
+      problems.add(`${base}.keys[${i}]`, `"${key}" is not a property of overrides.schema`);
+  });
 }
 
 /**
@@ -443,7 +468,8 @@ function checkNamesAndMatches(
   const seenMatches = new Map<string, number>();
   for (const [i, match] of matches) {
     const glob = analyzeActionGlob(match);
-    if (!glob.ok) problems.add(`policies[${i}].match`, `is not a valid glob: ${glob.error}; use ${actionGlobHint}`);
+    if (!glob.ok)
+      problems.add(`policies[${i}].match`, `is not a valid glob: ${glob.error}; use ${actionGlobHint}`);
     const first = seenMatches.get(match);
     if (first !== undefined)
       problems.add(
@@ -508,7 +534,8 @@ function compileDocument(doc: PolicyFileDocument, sha256: string): PolicySet {
         maxPerDay: p.rerequest?.max_per_day ?? defaultRerequestsPerDay,
       },
     };
-    if (p.overrides?.schema !== undefined) policy.overrides.schema = structuredClone(p.overrides.schema as JsonObject);
+    if (p.overrides?.schema !== undefined)
+      policy.overrides.schema = structuredClone(p.overrides.schema as JsonObject);
     if (p.escalation !== undefined) {
       policy.escalation = {
         afterMs: parseDuration(p.escalation.after),
@@ -557,12 +584,21 @@ export function parsePolicyDocument(text: string): PolicyDocumentResult {
     problems.add(problem.path, problem.message);
   }
   if (isPlainObject(data)) {
+    // A part with schema errors is not checked further, except for unknown keys: they leave the known
+    // keys' types intact, and a typo is the most common mistake, so its other problems are reported too.
     const invalidAt = (pointer: string): boolean =>
-      errors.some((e) => e.instancePath === pointer || e.instancePath.startsWith(`${pointer}/`));
+      errors.some(
+        (e) =>
+          e.keyword !== "additionalProperties" &&
+          (e.instancePath === pointer || e.instancePath.startsWith(`${pointer}/`)),
+      );
     const defaultsValue = data.defaults ?? {};
     const ctx: CheckContext = {
       problems,
-      defaults: invalidAt("/defaults") || !isPlainObject(defaultsValue) ? undefined : (defaultsValue as PolicyFileDefaults),
+      defaults:
+        invalidAt("/defaults") || !isPlainObject(defaultsValue)
+          ? undefined
+          : (defaultsValue as PolicyFileDefaults),
     };
     checkDefaults(ctx);
     const names: [number, string][] = [];
@@ -570,7 +606,8 @@ export function parsePolicyDocument(text: string): PolicyDocumentResult {
     if (Array.isArray(data.policies)) {
       data.policies.forEach((p: unknown, i) => {
         if (!isPlainObject(p)) return;
-        if (!invalidAt(`/policies/${i}`)) checkPolicy(ctx, p as unknown as PolicyFilePolicy, `policies[${i}]`);
+        if (!invalidAt(`/policies/${i}`))
+          checkPolicy(ctx, p as unknown as PolicyFilePolicy, `policies[${i}]`);
         if (typeof p.name === "string" && !invalidAt(`/policies/${i}/name`)) names.push([i, p.name]);
         if (typeof p.match === "string" && !invalidAt(`/policies/${i}/match`)) matches.push([i, p.match]);
       });
@@ -594,8 +631,13 @@ export async function loadPolicyFile(path: string): Promise<PolicyFileResult> {
     text = await readFile(path, "utf8");
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : String(error);
-    return { ok: false, problems: [{ path: "(file)", message: `cannot read ${path}: ${reason}` }], source: path };
+    const reason =
+      code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : String(error);
+    return {
+      ok: false,
+      problems: [{ path: "(file)", message: `cannot read ${path}: ${reason}` }],
+      source: path,
+    };
   }
   return { ...parsePolicyDocument(text), source: path };
 }

@@ -84,7 +84,12 @@ describe("resolvePolicy", () => {
   });
 
   it("supports ?, classes, negated classes and alternatives", () => {
-    const s = set(["q", "a?c"], ["cls", "db.[mr]igrate"], ["neg", "x[^0-9]"], ["alt", "secrets.{rotate,revoke}"]);
+    const s = set(
+      ["q", "a?c"],
+      ["cls", "db.[mr]igrate"],
+      ["neg", "x[^0-9]"],
+      ["alt", "secrets.{rotate,revoke}"],
+    );
     expect(nameOf(s, "a.c")).toBe("q");
     expect(nameOf(s, "abc")).toBe("q");
     expect(nameOf(s, "ac")).toBeUndefined();

@@ -90,7 +90,8 @@ export function analyzeActionGlob(glob: string): ActionGlob {
     if (glob[pos] === "^") pos++;
     let members = 0;
     while (pos < glob.length && glob[pos] !== "]") {
-      if (!actionChar.test(glob[pos] as string)) fail(`${JSON.stringify(glob[pos])} is not allowed in "[...]"`);
+      if (!actionChar.test(glob[pos] as string))
+        fail(`${JSON.stringify(glob[pos])} is not allowed in "[...]"`);
       pos++;
       members++;
     }
@@ -155,7 +156,12 @@ function compile(set: PolicySet): CompiledPolicySet {
       if (!exact.has(policy.match)) exact.set(policy.match, policy);
       return;
     }
-    ranked.push({ policy, test: compileActionGlob(policy.match), literalChars: analysis.literalChars, index });
+    ranked.push({
+      policy,
+      test: compileActionGlob(policy.match),
+      literalChars: analysis.literalChars,
+      index,
+    });
   });
   ranked.sort((a, b) => b.literalChars - a.literalChars || a.index - b.index);
   return { exact, globs: ranked.map(({ policy, test }) => ({ policy, test })) };

@@ -1,6 +1,6 @@
+import type { Clock } from "../domain/clock.js";
 import type { ApprovalOperations } from "../services/approval-operations.js";
 import type { ApprovalStore } from "../store/approval-store.js";
-import type { Clock } from "../domain/clock.js";
 
 /** Options of `createScheduler`. */
 export interface SchedulerOptions {

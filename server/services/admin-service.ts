@@ -1,4 +1,5 @@
 import type { JsonObject as ProtoJsonObject } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { type AdminService, StateCountSchema } from "../../gen/countersign/v1/admin_service_pb.js";
@@ -14,12 +15,16 @@ import type { ApprovalOperations } from "./approval-operations.js";
 import { adminKey } from "./caller.js";
 import { approvalToMessage, optionalMs, stateFromMessage, stateToMessage } from "./convert.js";
 import { toConnectError } from "./errors.js";
-import { create } from "@bufbuild/protobuf";
 
 /** The policy holder as the admin service uses it. */
 export interface AdminPolicies {
   current():
-    | { sha256: string; document: ProtoJsonObject | Record<string, unknown>; source: string; loadTime: number }
+    | {
+        sha256: string;
+        document: ProtoJsonObject | Record<string, unknown>;
+        source: string;
+        loadTime: number;
+      }
     | undefined;
   reload(options: { dryRun: boolean }): Promise<{
     applied: boolean;
@@ -66,7 +71,8 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
         const v = new Violations();
         if (req.action !== "") checkAction(v, "action", req.action);
         v.text("requester", req.requester, limits.identityLength);
-        if (req.pageSize < 0 || req.pageSize > maxPageSize) v.add("page_size", `must be between 0 and ${maxPageSize}`);
+        if (req.pageSize < 0 || req.pageSize > maxPageSize)
+          v.add("page_size", `must be between 0 and ${maxPageSize}`);
         v.throwIfAny();
         const state = stateFromMessage(req.state, "state");
         const createdAfter = optionalMs(req.createTimeAfter);
@@ -152,7 +158,9 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
         const stats = await store.stats();
         const oldest = stats.oldestPending;
         return {
-          counts: states.map((s) => create(StateCountSchema, { state: stateToMessage(s), count: BigInt(stats.counts[s]) })),
+          counts: states.map((s) =>
+            create(StateCountSchema, { state: stateToMessage(s), count: BigInt(stats.counts[s]) }),
+          ),
           ...(oldest === undefined
             ? {}
             : {

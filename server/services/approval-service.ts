@@ -21,7 +21,8 @@ export interface ApprovalServiceOptions {
 function caller(ctx: HandlerContext, role: Role): Caller {
   const c = ctx.values.get(callerKey);
   if (c === undefined) throw new UnauthenticatedError("a client certificate is required");
-  if (!c.roles.has(role)) throw new PermissionDeniedError(`identity "${c.identity}" does not have the ${role} role`);
+  if (!c.roles.has(role))
+    throw new PermissionDeniedError(`identity "${c.identity}" does not have the ${role} role`);
   return c;
 }
 

@@ -1,6 +1,12 @@
 import { create, fromJson, type JsonValue as ProtoJsonValue } from "@bufbuild/protobuf";
-import { durationFromMs, durationMs, timestampFromMs, timestampMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  durationFromMs,
+  durationMs,
+  timestampFromMs,
+  timestampMs,
+  ValueSchema,
+} from "@bufbuild/protobuf/wkt";
 import {
   type Approval as ApprovalMessage,
   ApprovalSchema,
@@ -9,10 +15,10 @@ import {
   type PolicyOverrides,
   State,
 } from "../../gen/countersign/v1/approval_pb.js";
+import type { CreateApprovalRequest } from "../../gen/countersign/v1/approval_service_pb.js";
 import { ValidationError } from "../domain/errors.js";
 import type { CreateInput } from "../domain/lifecycle.js";
 import type { Approval, ApprovalState, Decision, JsonObject, Origin } from "../domain/types.js";
-import type { CreateApprovalRequest } from "../../gen/countersign/v1/approval_service_pb.js";
 
 const stateToProto: Record<ApprovalState, State> = {
   pending: State.PENDING,

@@ -1,9 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequestSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import {
-  type DomainError,
   ConflictError,
+  type DomainError,
   FailedPreconditionError,
   NotFoundError,
   PermissionDeniedError,
@@ -12,7 +13,6 @@ import {
   UnavailableError,
   ValidationError,
 } from "../domain/errors.js";
-import { BadRequestSchema, RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 
 /** The one table from domain errors to status codes. */
 const codes: [new (...args: never[]) => DomainError, Code][] = [

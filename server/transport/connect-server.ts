@@ -60,8 +60,9 @@ export function createConnectServer(options: ConnectServerOptions): ConnectHttpS
       const values = createContextValues();
       const socket = ("stream" in req ? req.stream.session?.socket : undefined) ?? req.socket;
       const address = socket?.remoteAddress ?? "";
-      const tlsSocket = socket as TLSSocket | undefined;
-      if (tlsSocket !== undefined && "authorized" in tlsSocket && tlsSocket.authorized === true) {
+      // For HTTP/2 the socket is a proxy: read properties directly (no `in` checks).
+      const tlsSocket = socket as Partial<TLSSocket> | undefined;
+      if (tlsSocket?.authorized === true && tlsSocket.getPeerCertificate !== undefined) {
         const certificate = tlsSocket.getPeerCertificate();
         values.set(peerKey, certificate.raw ? { certificate, address } : { address });
       } else {

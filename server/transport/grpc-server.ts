@@ -24,8 +24,8 @@ import {
 import * as grpc from "@grpc/grpc-js";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
-import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { toConnectError } from "../services/errors.js";
 import { peerKey } from "./peer.js";
 
@@ -90,10 +90,18 @@ function timeoutOf(call: ServerSurfaceCall): number | undefined {
   return Number.isFinite(ms) && ms > 0 ? Math.max(0, ms - Date.now()) : undefined;
 }
 
-function requestCommon(service: DescService, method: DescMethod, call: ServerSurfaceCall, signal: AbortSignal) {
+function requestCommon(
+  service: DescService,
+  method: DescMethod,
+  call: ServerSurfaceCall,
+  signal: AbortSignal,
+) {
   const contextValues = createContextValues();
   const certificate = call.getAuthContext().sslPeerCertificate;
-  contextValues.set(peerKey, certificate ? { certificate, address: peerAddress(call) } : { address: peerAddress(call) });
+  contextValues.set(
+    peerKey,
+    certificate ? { certificate, address: peerAddress(call) } : { address: peerAddress(call) },
+  );
   return {
     service,
     requestMethod: "POST",
@@ -125,7 +133,9 @@ function asMessage<D extends DescMessage>(desc: D, value: unknown) {
 
 function cancelSignal(call: ServerSurfaceCall): AbortController {
   const controller = new AbortController();
-  call.once("cancelled", () => controller.abort(new ConnectError("the client cancelled the call", Code.Canceled)));
+  call.once("cancelled", () =>
+    controller.abort(new ConnectError("the client cancelled the call", Code.Canceled)),
+  );
   return controller;
 }
 
@@ -151,7 +161,9 @@ function unaryHandler(
   const chain = interceptors.reduceRight((next, interceptor) => interceptor(next), invoke);
   return (call, callback) => {
     if (call.request instanceof UndecodableRequest) {
-      callback(toGrpcStatus(new ConnectError(`cannot decode ${method.input.typeName}`, Code.InvalidArgument)));
+      callback(
+        toGrpcStatus(new ConnectError(`cannot decode ${method.input.typeName}`, Code.InvalidArgument)),
+      );
       return;
     }
     const controller = cancelSignal(call);
@@ -197,7 +209,10 @@ function serverStreamingHandler(
   const chain = interceptors.reduceRight((next, interceptor) => interceptor(next), invoke);
   return (call) => {
     if (call.request instanceof UndecodableRequest) {
-      call.emit("error", toGrpcStatus(new ConnectError(`cannot decode ${method.input.typeName}`, Code.InvalidArgument)));
+      call.emit(
+        "error",
+        toGrpcStatus(new ConnectError(`cannot decode ${method.input.typeName}`, Code.InvalidArgument)),
+      );
       return;
     }
     const controller = cancelSignal(call);
@@ -291,7 +306,10 @@ export interface GrpcServerOptions {
 }
 
 /** The grpc-js server with the hosted services, server reflection (v1, v1alpha) and `grpc.health.v1`. */
-export function createGrpcServer(options: GrpcServerOptions): { server: grpc.Server; health: HealthImplementation } {
+export function createGrpcServer(options: GrpcServerOptions): {
+  server: grpc.Server;
+  health: HealthImplementation;
+} {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxReceiveMessageLength,
     "grpc.keepalive_permit_without_calls": 1,
@@ -302,10 +320,13 @@ export function createGrpcServer(options: GrpcServerOptions): { server: grpc.Ser
   }
   const health = new HealthImplementation({ "": "SERVING" });
   health.addToServer(server);
-  const files = descriptorClosure([...options.services.map((s) => s.service.file), file_grpc_health_v1_health]);
-  const reflection = new ReflectionService(
-    { countersign: { format: "Protocol Buffer 3 DescriptorProto", fileDescriptorProtos: files } } as never,
-  );
+  const files = descriptorClosure([
+    ...options.services.map((s) => s.service.file),
+    file_grpc_health_v1_health,
+  ]);
+  const reflection = new ReflectionService({
+    countersign: { format: "Protocol Buffer 3 DescriptorProto", fileDescriptorProtos: files },
+  } as never);
   reflection.addToServer(server);
   return { server, health };
 }

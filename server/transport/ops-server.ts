@@ -41,7 +41,10 @@ export function createOpsServer(options: OpsServerOptions): http.Server {
       ).then(
         (results) => {
           const ready = results.every(([, r]) => r === "ok");
-          send(ready ? 200 : 503, { status: ready ? "ready" : "not ready", checks: Object.fromEntries(results) });
+          send(ready ? 200 : 503, {
+            status: ready ? "ready" : "not ready",
+            checks: Object.fromEntries(results),
+          });
         },
         () => send(503, { status: "not ready" }),
       );

@@ -64,9 +64,12 @@ export class TlsMaterial implements experimental.CertificateProvider {
     return () => this.contextListeners.delete(listener);
   }
 
+  // grpc-js registers its own watcher only after adding these listeners, so the current material is
+  // delivered asynchronously, as a file-watching provider would.
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.add(listener);
-    if (this.material) listener({ certificate: this.material.cert, privateKey: this.material.key });
+    const m = this.material;
+    if (m) queueMicrotask(() => listener({ certificate: m.cert, privateKey: m.key }));
   }
 
   removeIdentityCertificateListener(listener: IdentityListener): void {
@@ -75,7 +78,8 @@ export class TlsMaterial implements experimental.CertificateProvider {
 
   addCaCertificateListener(listener: CaListener): void {
     this.caListeners.add(listener);
-    if (this.material?.ca) listener({ caCertificate: this.material.ca });
+    const ca = this.material?.ca;
+    if (ca) queueMicrotask(() => listener({ caCertificate: ca }));
   }
 
   removeCaCertificateListener(listener: CaListener): void {

@@ -7,7 +7,13 @@ import {
   type MessageInitShape,
   toBinary,
 } from "@bufbuild/protobuf";
-import { Code, ConnectError, type StreamResponse, type Transport, type UnaryResponse } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type StreamResponse,
+  type Transport,
+  type UnaryResponse,
+} from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 
@@ -23,7 +29,9 @@ export interface GrpcJsTransportOptions {
 
 function toMetadata(header: HeadersInit | undefined): grpc.Metadata {
   const metadata = new grpc.Metadata();
-  new Headers(header).forEach((value, key) => metadata.add(key, value));
+  new Headers(header).forEach((value, key) => {
+    metadata.add(key, value);
+  });
   return metadata;
 }
 
@@ -57,7 +65,8 @@ export function createGrpcJsTransport(options: GrpcJsTransportOptions): Transpor
   const client = new grpc.Client(options.address, options.credentials, options.channelOptions ?? {});
   const callOptions = (timeoutMs: number | undefined): grpc.CallOptions =>
     timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
-  const path = (method: { parent: { typeName: string }; name: string }) => `/${method.parent.typeName}/${method.name}`;
+  const path = (method: { parent: { typeName: string }; name: string }) =>
+    `/${method.parent.typeName}/${method.name}`;
 
   return {
     close: () => client.close(),
@@ -105,7 +114,8 @@ export function createGrpcJsTransport(options: GrpcJsTransportOptions): Transpor
       header: HeadersInit | undefined,
       input: AsyncIterable<MessageInitShape<I>>,
     ): Promise<StreamResponse<I, O>> {
-      if (method.methodKind !== "server_streaming") throw new ConnectError("only server streaming", Code.Unimplemented);
+      if (method.methodKind !== "server_streaming")
+        throw new ConnectError("only server streaming", Code.Unimplemented);
       let request: MessageInitShape<I> | undefined;
       for await (const m of input) request = m;
       const call = client.makeServerStreamRequest(

@@ -1,7 +1,6 @@
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { mkdtempSync } from "node:fs";
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
@@ -11,6 +10,7 @@ import { ApprovalService } from "../../gen/countersign/v1/approval_service_pb.js
 import { loadServeConfig, type ServeFlags } from "../../server/config/config.js";
 import type { Clock } from "../../server/domain/clock.js";
 import { type RunningServer, startServer } from "../../server/main.js";
+import type { ApprovalStore } from "../../server/store/approval-store.js";
 import type { Pem, TestPki } from "./certs.js";
 import { createGrpcJsTransport } from "./grpc-js-transport.js";
 
@@ -55,7 +55,11 @@ export interface TestServer {
   server: RunningServer;
   policyPath: string;
   /** Clients for a certificate (undefined: none) over a protocol. */
-  clients(identity: Pem | undefined, protocol: Protocol, options?: { ca?: string; headers?: Record<string, string> }): {
+  clients(
+    identity: Pem | undefined,
+    protocol: Protocol,
+    options?: { ca?: string; headers?: Record<string, string> },
+  ): {
     approvals: Client<typeof ApprovalService>;
     admin: Client<typeof AdminService>;
   };
@@ -69,6 +73,7 @@ export async function startTestServer(options: {
   policy?: string;
   env?: NodeJS.ProcessEnv;
   clock?: Clock;
+  store?: ApprovalStore;
 }): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "countersign-test-"));
   const policyPath = join(dir, "policies.yaml");
@@ -93,6 +98,7 @@ export async function startTestServer(options: {
   const server = await startServer(config, {
     logger: pino({ level: "silent" }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.store === undefined ? {} : { store: options.store }),
   });
   const transports: { close(): void }[] = [];
 
@@ -112,7 +118,8 @@ export async function startTestServer(options: {
       transports.push(t);
       transport = t;
     } else {
-      const nodeOptions = pki === undefined ? {} : { ca, ...(identity ? { cert: identity.cert, key: identity.key } : {}) };
+      const nodeOptions =
+        pki === undefined ? {} : { ca, ...(identity ? { cert: identity.cert, key: identity.key } : {}) };
       const common = { baseUrl: server.connectUrl, httpVersion: "2" as const, nodeOptions };
       transport = protocol === "connect" ? createConnectTransport(common) : createGrpcWebTransport(common);
     }
@@ -120,11 +127,16 @@ export async function startTestServer(options: {
     if (withHeaders !== undefined) {
       const inner = transport;
       transport = {
-        unary: (m, s, t, h, i, c) => inner.unary(m, s, t, { ...Object.fromEntries(new Headers(h)), ...withHeaders }, i, c),
-        stream: (m, s, t, h, i, c) => inner.stream(m, s, t, { ...Object.fromEntries(new Headers(h)), ...withHeaders }, i, c),
+        unary: (m, s, t, h, i, c) =>
+          inner.unary(m, s, t, { ...Object.fromEntries(new Headers(h)), ...withHeaders }, i, c),
+        stream: (m, s, t, h, i, c) =>
+          inner.stream(m, s, t, { ...Object.fromEntries(new Headers(h)), ...withHeaders }, i, c),
       };
     }
-    return { approvals: createClient(ApprovalService, transport), admin: createClient(AdminService, transport) };
+    return {
+      approvals: createClient(ApprovalService, transport),
+      admin: createClient(AdminService, transport),
+    };
   };
 
   return {

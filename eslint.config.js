@@ -2,7 +2,16 @@ import tseslint from "typescript-eslint";
 
 // Biome does formatting and most lint; ESLint adds the typed rules that matter in streaming code.
 export default tseslint.config(
-  { ignores: ["gen/**", "dist/**", "node_modules/**", "clients/sdk/dist/**", "bench/results/**", "eslint.config.js"] },
+  {
+    ignores: [
+      "gen/**",
+      "dist/**",
+      "node_modules/**",
+      "clients/sdk/dist/**",
+      "bench/results/**",
+      "eslint.config.js",
+    ],
+  },
   {
     files: ["**/*.ts"],
     languageOptions: {

@@ -71,8 +71,11 @@ export function validateCreate(input: CreateInput): void {
   const timeout = input.overrides.timeoutMs;
   if (timeout !== undefined && (timeout < minTimeoutMs || timeout > maxTimeoutMs))
     v.add("overrides.timeout", "must be between 60s and 7d");
+  const before = v.list.length;
   checkParams(v, "params", input.params);
-  if (v.list.length === 0) {
+  // Size is measured only on params of a valid shape (canonical JSON refuses non-finite numbers), but
+  // is reported together with the problems of the other fields.
+  if (v.list.length === before) {
     const bytes = Buffer.byteLength(canonicalJson(input.params));
     if (bytes > limits.paramsBytes) v.add("params", `is ${bytes} bytes; the limit is ${limits.paramsBytes}`);
   }
@@ -148,8 +151,7 @@ export interface CreateContext {
  */
 export function buildApproval(input: CreateInput, ctx: CreateContext): Approval {
   const { policy, policySet, now } = ctx;
-  const rules =
-    policy !== undefined ? rulesOf(policy) : unknownActionRules(policySet);
+  const rules = policy !== undefined ? rulesOf(policy) : unknownActionRules(policySet);
   const overrides: Approval["overrides"] = {};
   const v = new Violations();
   if (input.overrides.timeoutMs !== undefined) {
@@ -286,7 +288,10 @@ export function validateVote(id: string, vote: VoteInput): void {
   v.text("reason", vote.reason, limits.reasonLength);
   v.text("interaction_id", vote.interactionId, limits.idempotencyKeyLength);
   if (vote.approverGroups.length > limits.approverGroups)
-    v.add("approver_groups", `has ${vote.approverGroups.length} groups; the limit is ${limits.approverGroups}`);
+    v.add(
+      "approver_groups",
+      `has ${vote.approverGroups.length} groups; the limit is ${limits.approverGroups}`,
+    );
   if (vote.editedParams !== undefined) {
     if (vote.decision !== "approve") v.add("edited_params", "is only allowed with DECISION_APPROVE");
     checkParams(v, "edited_params", vote.editedParams);
@@ -328,23 +333,37 @@ export function applyVote(a: Approval, vote: VoteInput, now: number): Transition
 
   switch (vote.decision) {
     case "acknowledge": {
-      if (pendingStage < 0) throw new FailedPreconditionError("no co-sign stage is waiting for acknowledgement");
+      if (pendingStage < 0)
+        throw new FailedPreconditionError("no co-sign stage is waiting for acknowledgement");
       const stage = a.stages[pendingStage];
       const stageRules = rules.stages[pendingStage];
       if (stage === undefined || stageRules === undefined) throw new FailedPreconditionError("unknown stage");
       if (!isMember(stageRules.members, vote.approver, vote.approverGroups)) {
+        const later = rules.stages
+          .slice(pendingStage + 1)
+          .find((s) => isMember(s.members, vote.approver, vote.approverGroups));
+        if (later !== undefined) {
+          throw new FailedPreconditionError(
+            `co-sign stage "${stage.name}" must be acknowledged before stage "${later.name}"`,
+          );
+        }
         throw new PermissionDeniedError(`${vote.approver} is not a member of co-sign stage "${stage.name}"`);
       }
       const stages = a.stages.map((s, i) =>
         i === pendingStage ? { ...s, acknowledgedBy: [...s.acknowledgedBy, vote.approver] } : s,
       );
-      return { approval: { ...a, stages, votes: [...a.votes, { ...record, stage: stage.name }] }, changed: true };
+      return {
+        approval: { ...a, stages, votes: [...a.votes, { ...record, stage: stage.name }] },
+        changed: true,
+      };
     }
     case "approve": {
       if (!isApprover) throw new PermissionDeniedError(`${vote.approver} is not an approver of this action`);
       if (pendingStage >= 0 && !isSuper) {
         const name = a.stages[pendingStage]?.name ?? "";
-        throw new FailedPreconditionError(`co-sign stage "${name}" must be acknowledged before approvals count`);
+        throw new FailedPreconditionError(
+          `co-sign stage "${name}" must be acknowledged before approvals count`,
+        );
       }
       let next: Approval = { ...a, votes: [...a.votes, record] };
       if (vote.editedParams !== undefined) {
@@ -398,8 +417,7 @@ export function cancelApproval(
 }
 
 /**
- * An admin's break-glass decision on a pending approval.
- * @throws ValidationError without a reason
+ * An admin's break-glass decision on a pending approval (the service requires the reason).
  * @throws FailedPreconditionError when it is already finished
  */
 export function resolveApproval(

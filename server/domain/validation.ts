@@ -36,7 +36,8 @@ export function checkAction(v: Violations, field: string, action: string): void 
 /** Checks an approval id. */
 export function checkId(v: Violations, field: string, id: string): void {
   if (id === "") v.add(field, "is required");
-  else if (id.length > limits.idLength || !/^[A-Za-z0-9_-]+$/.test(id)) v.add(field, "is not a valid approval id");
+  else if (id.length > limits.idLength || !/^[A-Za-z0-9_-]+$/.test(id))
+    v.add(field, "is not a valid approval id");
 }
 
 /** Checks an absolute http(s) URL. */
@@ -52,7 +53,8 @@ export function checkUrl(v: Violations, field: string, url: string): void {
     v.add(field, "is not an absolute URL");
     return;
   }
-  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") v.add(field, "must be an http or https URL");
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:")
+    v.add(field, "must be an http or https URL");
 }
 
 /**
@@ -61,7 +63,8 @@ export function checkUrl(v: Violations, field: string, url: string): void {
  */
 export function checkParams(v: Violations, field: string, params: JsonObject): void {
   const walk = (value: JsonValue, path: string, depth: number): boolean => {
-    if (depth > limits.paramsDepth) {
+    // Depth counts objects and lists: a scalar inside the deepest allowed object is within the limit.
+    if (depth > limits.paramsDepth && value !== null && typeof value === "object") {
       v.add(path, `nests deeper than ${limits.paramsDepth} levels`);
       return false;
     }

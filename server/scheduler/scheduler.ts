@@ -41,14 +41,17 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     let expired = 0;
     for (;;) {
       const due = await store.dueForExpiry(clock.now(), batchSize);
+      let expiredNow = 0;
       for (const id of due) {
         try {
-          if ((await operations.expire(id)).changed) expired++;
+          if ((await operations.expire(id)).changed) expiredNow++;
         } catch (err) {
           options.onError?.(err);
         }
       }
-      if (due.length < batchSize) return expired;
+      expired += expiredNow;
+      // A full batch that made progress may hide more; a batch that failed is retried next run.
+      if (due.length < batchSize || expiredNow === 0) return expired;
     }
   }
 

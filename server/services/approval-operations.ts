@@ -1,6 +1,12 @@
 import { monotonicFactory } from "ulid";
 import type { Clock } from "../domain/clock.js";
-import { NotFoundError, UnavailableError } from "../domain/errors.js";
+import {
+  FailedPreconditionError,
+  NotFoundError,
+  PermissionDeniedError,
+  UnavailableError,
+  ValidationError,
+} from "../domain/errors.js";
 import {
   applyVote,
   buildApproval,
@@ -17,6 +23,7 @@ import {
 import { type Approval, isTerminal, type PolicySet } from "../domain/types.js";
 import { resolvePolicy } from "../policy/policy-match.js";
 import type { ApprovalStore, CreateResult } from "../store/approval-store.js";
+import type { ApprovalEvent, ApprovalEventListener } from "./approval-events.js";
 
 /** Where the policy set in force comes from. */
 export interface PolicySource {
@@ -32,6 +39,8 @@ export interface ApprovalOperationsOptions {
   newId?: () => string;
   /** Compare-and-set attempts before a transition gives up with UNAVAILABLE. @default 200 */
   maxAttempts?: number;
+  /** Receive every approval event (audit, metrics, tracing). */
+  listeners?: ApprovalEventListener[];
 }
 
 /** One message of a watch: a snapshot, or a heartbeat repeating the last snapshot. */
@@ -52,6 +61,37 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
   const { store, policies, clock } = options;
   const newId = options.newId ?? monotonicFactory();
   const maxAttempts = options.maxAttempts ?? 200;
+  const listeners = options.listeners ?? [];
+
+  function emit(event: ApprovalEvent): void {
+    for (const listener of listeners) listener(event);
+  }
+
+  /** Reports a stored transition: the vote and edit it recorded, and its terminal state. */
+  function emitTransition(before: Approval, after: Approval, actor: string): void {
+    if (after.votes.length > before.votes.length) {
+      const vote = after.votes[after.votes.length - 1];
+      if (vote !== undefined) emit({ type: "vote", approval: after, vote });
+    }
+    if (after.edits.length > before.edits.length) {
+      const edit = after.edits[after.edits.length - 1];
+      if (edit !== undefined) emit({ type: "edit_applied", approval: after, edit });
+    }
+    if (before.state === "pending" && after.state !== "pending") {
+      emit({ type: "terminal", approval: after, previous: before, actor });
+    }
+  }
+
+  /** Reports a refused vote or cancel, then rethrows. */
+  function refused(err: unknown, current: Approval, actor: string, operation: "vote" | "cancel"): never {
+    if (err instanceof ValidationError && err.violations.some((v) => v.field.startsWith("edited_params"))) {
+      emit({ type: "edit_rejected", approval: current, actor, violations: err.violations });
+    } else if (err instanceof PermissionDeniedError || err instanceof FailedPreconditionError) {
+      const reason = err instanceof PermissionDeniedError ? "permission_denied" : "failed_precondition";
+      emit({ type: "refused", approval: current, actor, operation, reason, message: err.message });
+    }
+    throw err;
+  }
 
   function policySet(): PolicySet {
     const loaded = policies.current();
@@ -65,13 +105,27 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
     return approval;
   }
 
-  async function transition(id: string, step: (current: Approval) => Transition): Promise<Transition> {
+  async function transition(
+    id: string,
+    actor: string,
+    step: (current: Approval) => Transition,
+    operation?: "vote" | "cancel",
+  ): Promise<Transition> {
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       const current = await get(id);
-      const next = step(current);
+      let next: Transition;
+      try {
+        next = step(current);
+      } catch (err) {
+        if (operation === undefined) throw err;
+        refused(err, current, actor, operation);
+      }
       if (!next.changed) return next;
       const stored = await store.compareAndSet(next.approval, current.version);
-      if (stored !== undefined) return { approval: stored, changed: true };
+      if (stored !== undefined) {
+        if (listeners.length > 0) emitTransition(current, stored, actor);
+        return { approval: stored, changed: true };
+      }
     }
     throw new UnavailableError(`approval ${id} is under heavy contention; retry`);
   }
@@ -110,27 +164,39 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
         input.idempotencyKey === ""
           ? undefined
           : { key: `${requester}\u0000${input.idempotencyKey}`, fingerprint: createFingerprint(input) };
-      return store.create(approval, idempotency);
+      const result = await store.create(approval, idempotency);
+      if (result.created) {
+        emit({ type: "created", approval: result.approval, actor: requester });
+        if (result.approval.state !== "pending") {
+          emit({
+            type: "terminal",
+            approval: result.approval,
+            previous: approval,
+            actor: result.approval.decidedBy,
+          });
+        }
+      }
+      return result;
     },
 
     /** Records a vote (see `applyVote`). */
     vote(id: string, vote: VoteInput): Promise<Transition> {
-      return transition(id, (a) => applyVote(a, vote, clock.now()));
+      return transition(id, vote.approver, (a) => applyVote(a, vote, clock.now()), "vote");
     },
 
     /** Cancels a pending approval, as its requester or (`adminOverride`) as an admin. */
     cancel(id: string, by: string, reason: string, adminOverride = false): Promise<Transition> {
-      return transition(id, (a) => cancelApproval(a, by, reason, clock.now(), adminOverride));
+      return transition(id, by, (a) => cancelApproval(a, by, reason, clock.now(), adminOverride), "cancel");
     },
 
     /** An admin's break-glass decision. */
     resolve(id: string, admin: string, decision: "approve" | "deny", reason: string): Promise<Transition> {
-      return transition(id, (a) => resolveApproval(a, admin, decision, reason, clock.now()));
+      return transition(id, admin, (a) => resolveApproval(a, admin, decision, reason, clock.now()));
     },
 
     /** Expires an approval if its deadline has passed. */
     expire(id: string): Promise<Transition> {
-      return transition(id, (a) => expireApproval(a, clock.now()));
+      return transition(id, "system", (a) => expireApproval(a, clock.now()));
     },
 
     /**

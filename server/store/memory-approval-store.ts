@@ -98,7 +98,10 @@ export function createMemoryApprovalStore(options: MemoryApprovalStoreOptions = 
       let oldestPending: Approval | undefined;
       for (const a of approvals.values()) {
         counts[a.state]++;
-        if (a.state === "pending" && (oldestPending === undefined || a.createTime < oldestPending.createTime)) {
+        if (
+          a.state === "pending" &&
+          (oldestPending === undefined || a.createTime < oldestPending.createTime)
+        ) {
           oldestPending = a;
         }
       }
@@ -106,14 +109,17 @@ export function createMemoryApprovalStore(options: MemoryApprovalStoreOptions = 
     },
 
     async dueForExpiry(now, limit) {
-      const due: string[] = [];
+      const due: { at: number; id: string }[] = [];
       while (due.length < limit) {
         const top = expiries.peek();
         if (top === undefined || top.at > now) break;
         expiries.pop();
-        if (approvals.get(top.id)?.state === "pending") due.push(top.id);
+        if (approvals.get(top.id)?.state === "pending") due.push(top);
       }
-      return due;
+      // A query, not a dequeue: an approval stays due until a transition takes it out of pending, so one
+      // whose expiry failed (lost CAS, error) is found again by the next run.
+      for (const entry of due) expiries.push(entry.at, entry.id);
+      return due.map((entry) => entry.id);
     },
 
     async countLineage(lineageId, since) {
@@ -168,7 +174,10 @@ class ExpiryHeap {
     while (i > 0) {
       const parent = (i - 1) >> 1;
       if ((items[parent] as { at: number }).at <= at) break;
-      [items[i], items[parent]] = [items[parent] as { at: number; id: string }, items[i] as { at: number; id: string }];
+      [items[i], items[parent]] = [
+        items[parent] as { at: number; id: string },
+        items[i] as { at: number; id: string },
+      ];
       i = parent;
     }
   }
@@ -187,12 +196,16 @@ class ExpiryHeap {
       const l = 2 * i + 1;
       const r = l + 1;
       let smallest = i;
-      if (l < items.length && (items[l] as { at: number }).at < (items[smallest] as { at: number }).at) smallest = l;
-      if (r < items.length && (items[r] as { at: number }).at < (items[smallest] as { at: number }).at) smallest = r;
+      if (l < items.length && (items[l] as { at: number }).at < (items[smallest] as { at: number }).at)
+        smallest = l;
+      if (r < items.length && (items[r] as { at: number }).at < (items[smallest] as { at: number }).at)
+        smallest = r;
       if (smallest === i) break;
-      [items[i], items[smallest]] = [items[smallest] as { at: number; id: string }, items[i] as { at: number; id: string }];
+      [items[i], items[smallest]] = [
+        items[smallest] as { at: number; id: string },
+        items[i] as { at: number; id: string },
+      ];
       i = smallest;
     }
   }
 }
-

@@ -18,6 +18,7 @@ import { closeConnectServer, createConnectServer } from "./transport/connect-ser
 import { createGrpcServer, type HostedService, hostService } from "./transport/grpc-server.js";
 import { createAdminAuthInterceptor, createIdentityInterceptor } from "./transport/interceptors.js";
 import { createOpsServer } from "./transport/ops-server.js";
+import { createRateLimitInterceptor, createTokenBucket } from "./transport/rate-limit.js";
 import { TlsMaterial } from "./transport/tls.js";
 
 /** Things a test or an embedding program may replace. */
@@ -26,6 +27,9 @@ export interface ServerDependencies {
   clock?: Clock;
   store?: ApprovalStore;
 }
+
+/** How long calls in flight may take to finish on shutdown before connections are closed. */
+const shutdownGraceMs = 10_000;
 
 /** A started server. */
 export interface RunningServer {
@@ -112,6 +116,17 @@ export async function startServer(
       token: config.adminToken,
       onRefused: (reason) => logger.warn({ security_event: "bad_admin_token", reason }, "admin call refused"),
     }),
+    ...(config.createRateLimit === undefined
+      ? []
+      : [
+          createRateLimitInterceptor({
+            bucket: createTokenBucket(config.createRateLimit),
+            trustedProxies: config.trustedProxies,
+            onLimited: (client) =>
+              logger.warn({ security_event: "rate_limited", client }, "create rate limited"),
+            onError: (err) => logger.error({ err }, "rate limiter failed; create allowed"),
+          }),
+        ]),
   ];
 
   let tls: TlsMaterial | undefined;
@@ -123,6 +138,11 @@ export async function startServer(
       ...(config.tls.clientCa === undefined ? {} : { clientCa: config.tls.clientCa }),
     });
     await tls.load();
+    tls.watch(
+      (err) =>
+        logger.error({ err: (err as Error).message }, "TLS reload failed; keeping the current certificates"),
+      () => logger.info("TLS certificates reloaded"),
+    );
   }
 
   const grpcHost = createGrpcServer({
@@ -193,22 +213,27 @@ export async function startServer(
       await policies.reload({ dryRun: false }).catch(() => undefined);
     },
     async close() {
+      // Graceful: report not serving, end open watches with UNAVAILABLE (clients resume on another
+      // replica), stop accepting, let calls in flight finish (bounded), then release everything.
+      grpcHost.health.setStatus("", "NOT_SERVING");
       await scheduler.stop();
-      await policies.close();
+      operations.shutdown();
       await Promise.all([
         new Promise<void>((resolve) => {
-          const force = setTimeout(() => grpcHost.server.forceShutdown(), 2_000);
+          const force = setTimeout(() => grpcHost.server.forceShutdown(), shutdownGraceMs);
           grpcHost.server.tryShutdown(() => {
             clearTimeout(force);
             resolve();
           });
         }),
-        closeConnectServer(connectServer, 2_000),
-        new Promise<void>((resolve) => {
-          opsServer.close(() => resolve());
-          opsServer.closeAllConnections();
-        }),
+        closeConnectServer(connectServer, shutdownGraceMs),
       ]);
+      await new Promise<void>((resolve) => {
+        opsServer.close(() => resolve());
+        opsServer.closeAllConnections();
+      });
+      tls?.close();
+      await policies.close();
       await store.close();
     },
   };

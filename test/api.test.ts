@@ -397,3 +397,43 @@ describe("both transports", () => {
     });
   });
 });
+
+describe("ReloadPolicies", () => {
+  it("keeps the policies in force when the file turns invalid, reporting every problem with its path", async () => {
+    const { readFile, writeFile } = await import("node:fs/promises");
+    const good = await readFile(ts.policyPath, "utf8");
+    const admin = (protocol: Protocol) =>
+      ts.clients(pki.requester, protocol, { headers: { authorization: `Bearer ${adminToken}` } }).admin;
+    const before = await admin("grpc").getPolicies({});
+    await writeFile(
+      ts.policyPath,
+      `${good}\n  - name: broken\n    match: "x.*"\n    required_approvals: 0\n`,
+    );
+    try {
+      for (const protocol of protocols) {
+        for (const dryRun of [true, false]) {
+          try {
+            await admin(protocol).reloadPolicies({ dryRun });
+            expect.unreachable();
+          } catch (err) {
+            const ce = ConnectError.from(err);
+            expect(ce.code).toBe(Code.FailedPrecondition);
+            const fields = ce
+              .findDetails(BadRequestSchema)
+              .flatMap((d) => d.fieldViolations.map((v) => v.field));
+            expect(fields).toContain("policies[3].required_approvals");
+          }
+        }
+      }
+      expect((await admin("connect").getPolicies({})).sha256).toBe(before.sha256);
+      const created = await ts
+        .clients(pki.requester, "grpc")
+        .approvals.createApproval({ action: "db.migrate", title: "t" });
+      expect(created.approval?.policySha256).toBe(before.sha256);
+    } finally {
+      await writeFile(ts.policyPath, good);
+    }
+    const reloaded = await admin("grpc").reloadPolicies({ dryRun: false });
+    expect(reloaded.sha256).toBe(before.sha256);
+  });
+});

@@ -81,6 +81,24 @@ export function addServeCommand(program: Command): void {
         "trace, debug, info, warn, error [COUNTERSIGN_LOG_LEVEL] (default info)",
       ),
     )
+    .addOption(
+      new Option(
+        "--create-rate-limit <n>",
+        "sustained creates per second per client, 0 disables [COUNTERSIGN_CREATE_RATE_LIMIT] (default 10)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--create-burst <n>",
+        "extra creates per client per 10 s [COUNTERSIGN_CREATE_BURST] (default 20)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--trusted-proxies <ips>",
+        "proxies whose x-forwarded-for is trusted, comma-separated [COUNTERSIGN_TRUSTED_PROXIES]",
+      ),
+    )
     .addHelpText("after", "\nSecrets: ADMIN_TOKEN (or ADMIN_TOKEN_FILE) enables the admin service.")
     .action(async (flags: ServeFlags) => {
       let config: ServeConfig;

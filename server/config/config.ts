@@ -27,6 +27,10 @@ export interface ServeConfig {
   store: "memory";
   maxMessageBytes: number;
   logLevel: string;
+  /** Create rate limit per client; undefined when disabled (`--create-rate-limit 0`). */
+  createRateLimit?: { perSecond: number; burst: number };
+  /** Proxies whose x-forwarded-for header is trusted. */
+  trustedProxies: string[];
 }
 
 /** Raw `serve` options as the command line gives them (strings; undefined when not given). */
@@ -46,6 +50,9 @@ export interface ServeFlags {
   store?: string;
   maxMessageBytes?: string;
   logLevel?: string;
+  createRateLimit?: string;
+  createBurst?: string;
+  trustedProxies?: string;
 }
 
 /** Environment variables that mirror each flag. */
@@ -65,6 +72,9 @@ export const serveEnv: Record<keyof ServeFlags, string> = {
   store: "COUNTERSIGN_STORE",
   maxMessageBytes: "COUNTERSIGN_MAX_MESSAGE_BYTES",
   logLevel: "COUNTERSIGN_LOG_LEVEL",
+  createRateLimit: "COUNTERSIGN_CREATE_RATE_LIMIT",
+  createBurst: "COUNTERSIGN_CREATE_BURST",
+  trustedProxies: "COUNTERSIGN_TRUSTED_PROXIES",
 };
 
 /** Configuration that cannot be used; `problems` has one line per problem. */
@@ -228,6 +238,16 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
   if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024)
     problems.push("--max-message-bytes must be an integer ≥ 1024");
 
+  const perSecond = Number(pick("createRateLimit") ?? "10");
+  const burst = Number(pick("createBurst") ?? "20");
+  if (!Number.isInteger(perSecond) || perSecond < 0)
+    problems.push("--create-rate-limit must be a whole number of creates per second (0 disables)");
+  if (!Number.isInteger(burst) || burst < 0) problems.push("--create-burst must be a whole number ≥ 0");
+  const trustedProxies = parseList(pick("trustedProxies"));
+  for (const proxy of trustedProxies) {
+    if (isIP(proxy) === 0) problems.push(`--trusted-proxies: ${JSON.stringify(proxy)} is not an IP address`);
+  }
+
   const adminToken = readSecret(env, "ADMIN_TOKEN", problems);
   if (adminToken !== undefined && adminToken.length < 16)
     problems.push("ADMIN_TOKEN must be at least 16 characters");
@@ -247,5 +267,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
     store: "memory",
     maxMessageBytes,
     logLevel: pick("logLevel") ?? defaults.logLevel,
+    ...(perSecond === 0 ? {} : { createRateLimit: { perSecond, burst } }),
+    trustedProxies,
   };
 }

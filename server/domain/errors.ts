@@ -36,9 +36,18 @@ export class ConflictError extends DomainError {
   override name = "ConflictError";
 }
 
-/** The approval is not in a state that allows the operation (e.g. it is already decided). */
+/**
+ * The system is not in a state that allows the operation (e.g. the approval is already decided, or the
+ * policy file on disk is invalid); `violations` says what is wrong where, when that is known.
+ */
 export class FailedPreconditionError extends DomainError {
   override name = "FailedPreconditionError";
+  constructor(
+    message: string,
+    readonly violations: FieldViolation[] = [],
+  ) {
+    super(message);
+  }
 }
 
 /** The caller or the approver may not do this (not an approver, self-approval, wrong role). */

@@ -1,13 +1,19 @@
 import { Ajv, type ValidateFunction } from "ajv";
+import addFormats from "ajv-formats";
 import { ValidationError } from "./errors.js";
 import { canonicalJson, canonicalSha256 } from "./hashing.js";
 import type { JsonObject, JsonValue, OverrideRules, ParamChange, ParamsEdit } from "./types.js";
 
 const ajv = new Ajv({ allErrors: true, strict: false });
+addFormats.default(ajv);
 const compiled = new Map<string, ValidateFunction>();
 
-/** Compiles (once per distinct schema) the JSON Schema of an action's params. */
-function schemaValidator(schema: JsonObject): ValidateFunction {
+/**
+ * Compiles (once per distinct schema) the JSON Schema of an action's params, with the standard formats.
+ * The policy loader calls it too, so a schema that cannot be used is reported at load time.
+ * @throws Error when the schema is invalid
+ */
+export function compileParamsSchema(schema: JsonObject): ValidateFunction {
   const key = canonicalJson(schema);
   let validate = compiled.get(key);
   if (!validate) {
@@ -83,7 +89,7 @@ export function applyParamsEdit(
       description: `changed values are ${diffBytes} bytes; the policy allows at most ${rules.maxDiffBytes}`,
     });
   if (rules.schema) {
-    const validate = schemaValidator(rules.schema);
+    const validate = compileParamsSchema(rules.schema);
     if (!validate(edited)) {
       for (const e of validate.errors ?? []) {
         const missing = e.keyword === "required" ? String(e.params.missingProperty) : undefined;

@@ -115,7 +115,7 @@ export interface Policy {
   /** Message the approvers directly instead of a channel. */
   dm: boolean;
   approvers: People;
-  /** May approve or deny alone, on this policy and any other. */
+  /** May approve or deny alone: this policy's own plus `defaults.super_approvers`. */
   superApprovers: string[];
   requiredApprovals: number;
   denyThreshold: number;

@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { LineCounter, parseDocument } from "yaml";
+import { compileParamsSchema } from "../domain/governance.js";
 import { canonicalSha256 } from "../domain/hashing.js";
 import { maxTimeoutMs, minTimeoutMs } from "../domain/lifecycle.js";
 import type { JsonObject, Policy, PolicySet } from "../domain/types.js";
@@ -403,12 +404,12 @@ function parseDurationOrUndefined(text: string): number | undefined {
 }
 
 /**
- * Compiles an overrides schema the way `applyParamsEdit` will (ajv, draft-07, non-strict) so that a
- * schema that cannot be used is reported at load time, not on the first edit.
+ * Compiles an overrides schema exactly as `applyParamsEdit` will, so that a schema that cannot be used
+ * is reported at load time, not on the first edit.
  */
 function compileOverridesSchema(schema: JsonObject): string | undefined {
   try {
-    new Ajv({ allErrors: true, strict: false }).compile(schema);
+    compileParamsSchema(schema);
     return undefined;
   } catch (error) {
     return error instanceof Error ? error.message : String(error);

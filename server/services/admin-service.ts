@@ -5,11 +5,11 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { type AdminService, StateCountSchema } from "../../gen/countersign/v1/admin_service_pb.js";
 import { Decision } from "../../gen/countersign/v1/approval_pb.js";
 import type { Clock } from "../domain/clock.js";
-import { ValidationError } from "../domain/errors.js";
+import { FailedPreconditionError, ValidationError } from "../domain/errors.js";
 import { limits } from "../domain/limits.js";
 import type { ApprovalState } from "../domain/types.js";
 import { checkAction, checkId, Violations } from "../domain/validation.js";
-import { parsePolicyDocument } from "../policy/policy-loader.js";
+import { PolicyLoadError, parsePolicyDocument } from "../policy/policy-loader.js";
 import type { ApprovalStore } from "../store/approval-store.js";
 import type { ApprovalOperations } from "./approval-operations.js";
 import { adminKey } from "./caller.js";
@@ -124,7 +124,13 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
 
     reloadPolicies: (req) =>
       handle(async () => {
-        const result = await policies.reload({ dryRun: req.dryRun });
+        const result = await policies.reload({ dryRun: req.dryRun }).catch((err: unknown) => {
+          if (!(err instanceof PolicyLoadError)) throw err;
+          throw new FailedPreconditionError(
+            `the policy file is invalid; the current policies stay in force:\n${err.message}`,
+            err.problems.map((p) => ({ field: p.path, description: p.message })),
+          );
+        });
         return {
           applied: result.applied,
           sha256: result.current.sha256,

@@ -62,6 +62,8 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
   const newId = options.newId ?? monotonicFactory();
   const maxAttempts = options.maxAttempts ?? 200;
   const listeners = options.listeners ?? [];
+  /** Aborted by `shutdown()`: open watches end with UNAVAILABLE so clients resume on another replica. */
+  const shutdown = new AbortController();
 
   function emit(event: ApprovalEvent): void {
     for (const listener of listeners) listener(event);
@@ -133,6 +135,11 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
   return {
     /** The approval, or NotFoundError. */
     get,
+
+    /** Ends every open watch with UNAVAILABLE (graceful shutdown); new watches are refused the same way. */
+    shutdown(): void {
+      shutdown.abort();
+    },
 
     /**
      * Creates an approval (or returns the one an idempotency key already names).
@@ -217,11 +224,17 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
       });
       const onAbort = () => wake?.();
       opts.signal.addEventListener("abort", onAbort);
+      shutdown.signal.addEventListener("abort", onAbort);
+      const stopping = () => {
+        if (shutdown.signal.aborted) throw new UnavailableError("the server is shutting down; watch again");
+      };
       try {
+        stopping();
         let last = await get(id);
         opts.authorize?.(last);
         yield { approval: last, heartbeat: false };
         while (!isTerminal(last.state) && !opts.signal.aborted) {
+          stopping();
           if (queue.length === 0) {
             const changed = await new Promise<boolean>((resolve) => {
               const timer = setTimeout(() => {
@@ -235,6 +248,7 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
               };
             });
             if (opts.signal.aborted) return;
+            stopping();
             if (!changed) {
               yield { approval: last, heartbeat: true };
               continue;
@@ -250,6 +264,7 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
       } finally {
         wake = undefined;
         opts.signal.removeEventListener("abort", onAbort);
+        shutdown.signal.removeEventListener("abort", onAbort);
         unsubscribe();
       }
     },

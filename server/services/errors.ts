@@ -36,7 +36,10 @@ export function toConnectError(err: unknown): ConnectError {
   for (const [type, code] of codes) {
     if (!(err instanceof type)) continue;
     const details = [];
-    if (err instanceof ValidationError) {
+    if (
+      (err instanceof ValidationError || err instanceof FailedPreconditionError) &&
+      err.violations.length > 0
+    ) {
       details.push({
         desc: BadRequestSchema,
         value: create(BadRequestSchema, {

@@ -49,11 +49,12 @@ class UndecodableRequest {
 
 type AnyImpl = (req: unknown, ctx: unknown) => unknown;
 
+/** Every value of every text header (a repeated header keeps all its values, as HTTP/2 sends them). */
 function metadataToHeaders(metadata: grpc.Metadata): Headers {
   const headers = new Headers();
-  for (const [key, value] of Object.entries(metadata.getMap())) {
+  for (const key of Object.keys(metadata.getMap())) {
     if (key.endsWith("-bin")) continue;
-    headers.append(key, String(value));
+    for (const value of metadata.get(key)) headers.append(key, String(value));
   }
   return headers;
 }

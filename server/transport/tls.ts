@@ -1,5 +1,7 @@
+import { type FSWatcher, watch } from "node:fs";
 import { readFile } from "node:fs/promises";
-import type { SecureContextOptions } from "node:tls";
+import { dirname } from "node:path";
+import { createSecureContext, type SecureContextOptions } from "node:tls";
 import type { experimental } from "@grpc/grpc-js";
 
 /** Paths of the server's TLS material. */
@@ -34,7 +36,14 @@ export class TlsMaterial implements experimental.CertificateProvider {
 
   constructor(readonly files: TlsFiles) {}
 
-  /** Reads the files; throws with the path of a file that cannot be read. */
+  private watchers: FSWatcher[] = [];
+  private debounce: NodeJS.Timeout | undefined;
+
+  /**
+   * Reads the files and, when they form a usable certificate/key/CA set, makes them the material of
+   * every new handshake. A set that cannot be used (unreadable, or a key that does not match the
+   * certificate, e.g. half-way through a rotation) throws and keeps the current material.
+   */
   async load(): Promise<void> {
     const read = async (path: string, what: string) => {
       try {
@@ -48,8 +57,46 @@ export class TlsMaterial implements experimental.CertificateProvider {
       read(this.files.key, "key"),
       this.files.clientCa === undefined ? undefined : read(this.files.clientCa, "client CA"),
     ]);
-    this.material = ca === undefined ? { cert, key } : { cert, key, ca };
+    const material: Material = ca === undefined ? { cert, key } : { cert, key, ca };
+    try {
+      createSecureContext(material);
+    } catch (err) {
+      throw new Error(
+        `TLS files ${this.files.cert} / ${this.files.key} cannot be used: ${(err as Error).message}`,
+      );
+    }
+    this.material = material;
     this.notify();
+  }
+
+  /**
+   * Reloads the material whenever one of the files changes (debounced, so a rotation that writes
+   * several files is picked up once it is complete). Errors go to `onError`; the current material stays.
+   */
+  watch(onError: (err: unknown) => void, onReloaded?: () => void, debounceMs = 200): void {
+    if (this.watchers.length > 0) return;
+    const paths = [this.files.cert, this.files.key, this.files.clientCa].filter(
+      (p): p is string => p !== undefined,
+    );
+    const names = new Set(paths.map((p) => p.slice(dirname(p).length + 1)));
+    for (const dir of new Set(paths.map((p) => dirname(p)))) {
+      const watcher = watch(dir, (_event, file) => {
+        if (file !== null && !names.has(file.toString())) return;
+        clearTimeout(this.debounce);
+        this.debounce = setTimeout(() => {
+          this.load().then(() => onReloaded?.(), onError);
+        }, debounceMs);
+      });
+      watcher.on("error", onError);
+      this.watchers.push(watcher);
+    }
+  }
+
+  /** Stops watching the files. */
+  close(): void {
+    clearTimeout(this.debounce);
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
   }
 
   /** Options for `https`/`http2.createSecureServer` and `setSecureContext`. */

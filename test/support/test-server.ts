@@ -84,6 +84,7 @@ export async function startTestServer(options: {
     connectListen: "127.0.0.1:0",
     opsListen: "127.0.0.1:0",
     policy: policyPath,
+    createRateLimit: "0",
     ...(pki === undefined
       ? {}
       : {

@@ -1,21 +1,15 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Client, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
-import { AdminService } from "../../gen/countersign/v1/admin_service_pb.js";
-import { ApprovalService } from "../../gen/countersign/v1/approval_service_pb.js";
 import { loadServeConfig, type ServeFlags } from "../../server/config/config.js";
 import type { Clock } from "../../server/domain/clock.js";
 import { type RunningServer, startServer } from "../../server/main.js";
 import type { ApprovalStore } from "../../server/store/approval-store.js";
 import type { Pem, TestPki } from "./certs.js";
-import { createGrpcJsTransport } from "./grpc-js-transport.js";
+import { createClientFactory, type Protocol, type TestClients } from "./clients.js";
 
-/** The transports the tests drive every RPC through. */
-export type Protocol = "grpc" | "connect" | "grpc-web";
+export type { Protocol } from "./clients.js";
 
 /** A policy file for the integration tests. */
 export const testPolicy = `
@@ -59,10 +53,7 @@ export interface TestServer {
     identity: Pem | undefined,
     protocol: Protocol,
     options?: { ca?: string; headers?: Record<string, string> },
-  ): {
-    approvals: Client<typeof ApprovalService>;
-    admin: Client<typeof AdminService>;
-  };
+  ): TestClients;
   close(): Promise<void>;
 }
 
@@ -101,51 +92,18 @@ export async function startTestServer(options: {
     ...(options.clock === undefined ? {} : { clock: options.clock }),
     ...(options.store === undefined ? {} : { store: options.store }),
   });
-  const transports: { close(): void }[] = [];
-
-  const clients: TestServer["clients"] = (identity, protocol, clientOptions = {}) => {
-    const ca = clientOptions.ca ?? pki?.ca;
-    let transport: Transport;
-    if (protocol === "grpc") {
-      const credentials =
-        pki === undefined
-          ? grpc.credentials.createInsecure()
-          : grpc.credentials.createSsl(
-              Buffer.from(ca ?? ""),
-              identity ? Buffer.from(identity.key) : null,
-              identity ? Buffer.from(identity.cert) : null,
-            );
-      const t = createGrpcJsTransport({ address: server.grpcAddress, credentials });
-      transports.push(t);
-      transport = t;
-    } else {
-      const nodeOptions =
-        pki === undefined ? {} : { ca, ...(identity ? { cert: identity.cert, key: identity.key } : {}) };
-      const common = { baseUrl: server.connectUrl, httpVersion: "2" as const, nodeOptions };
-      transport = protocol === "connect" ? createConnectTransport(common) : createGrpcWebTransport(common);
-    }
-    const withHeaders = clientOptions.headers;
-    if (withHeaders !== undefined) {
-      const inner = transport;
-      transport = {
-        unary: (m, s, t, h, i, c) =>
-          inner.unary(m, s, t, { ...Object.fromEntries(new Headers(h)), ...withHeaders }, i, c),
-        stream: (m, s, t, h, i, c) =>
-          inner.stream(m, s, t, { ...Object.fromEntries(new Headers(h)), ...withHeaders }, i, c),
-      };
-    }
-    return {
-      approvals: createClient(ApprovalService, transport),
-      admin: createClient(AdminService, transport),
-    };
-  };
+  const factory = createClientFactory({
+    grpcAddress: server.grpcAddress,
+    connectUrl: server.connectUrl,
+    ca: pki?.ca,
+  });
 
   return {
     server,
     policyPath,
-    clients,
+    clients: factory.clients,
     async close() {
-      for (const t of transports) t.close();
+      factory.close();
       await server.close();
     },
   };

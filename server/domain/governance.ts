@@ -52,8 +52,9 @@ export function applyParamsEdit(
   }
   const changes: ParamChange[] = [];
   for (const key of new Set([...Object.keys(current), ...Object.keys(edited)])) {
-    const before = current[key];
-    const after = edited[key];
+    // Own properties only: a key such as "valueOf" must not read Object.prototype.
+    const before = Object.hasOwn(current, key) ? current[key] : undefined;
+    const after = Object.hasOwn(edited, key) ? edited[key] : undefined;
     const same =
       before !== undefined && after !== undefined
         ? canonicalJson(before) === canonicalJson(after)

@@ -252,7 +252,11 @@ describe("certificate rotation", () => {
       expect(await presented(connectAddress, trustBoth)).toBe(expected);
 
       // A client certificate from the newly trusted CA is accepted on new connections.
-      const fresh = createClientFactory({ grpcAddress, connectUrl: ts.server.connectUrl, ca: newIssuer.cert });
+      const fresh = createClientFactory({
+        grpcAddress,
+        connectUrl: ts.server.connectUrl,
+        ca: newIssuer.cert,
+      });
       for (const protocol of protocols) {
         const got = await fresh.clients(newClient, protocol).approvals.getApproval({ id: ids[0] ?? "" });
         expect(got.approval?.id).toBe(ids[0]);
@@ -349,4 +353,37 @@ describe("graceful shutdown", () => {
       server.child.kill("SIGKILL");
     }
   }, 60_000);
+});
+
+describe("message and metadata size limits", () => {
+  it("refuses oversized requests and headers on both transports and keeps serving", async () => {
+    const ts = await startTestServer({ flags: { maxMessageBytes: "4096" } });
+    try {
+      const tooBig = { action: "deploy.staging", title: "x", justification: "j".repeat(8000) };
+      // grpc-js names the limit with the standard gRPC code.
+      const { approvals } = ts.clients(undefined, "grpc");
+      expect(await code(approvals.createApproval(tooBig))).toBe(Code.ResourceExhausted);
+      // Connect (HTTP/1.1 JSON, as curl sends it) says resource_exhausted too.
+      const res = await fetch(`${ts.server.connectUrl}/countersign.v1.ApprovalService/CreateApproval`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(tooBig),
+      });
+      expect(((await res.json()) as { code: string }).code).toBe("resource_exhausted");
+      for (const protocol of protocols) {
+        const client = ts.clients(undefined, protocol).approvals;
+        await code(client.createApproval(tooBig));
+        const padded = ts.clients(undefined, protocol, {
+          headers: { "x-padding": "p".repeat(32 * 1024) },
+        }).approvals;
+        const refused = await code(padded.getApproval({ id: "01AAAAAAAAAAAAAAAAAAAAAAAA" }));
+        if (protocol === "grpc") expect(refused).toBe(Code.InvalidArgument);
+        else expect(refused).not.toBe(Code.NotFound);
+        const ok = await client.createApproval({ action: "deploy.staging", title: "still serving" });
+        expect(ok.approval?.state).toBe(State.PENDING);
+      }
+    } finally {
+      await ts.close();
+    }
+  });
 });

@@ -3,7 +3,7 @@ import * as http2 from "node:http2";
 import type { TLSSocket } from "node:tls";
 import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { HostedService } from "./grpc-server.js";
+import { type HostedService, maxMetadataBytes } from "./grpc-server.js";
 import { peerKey } from "./peer.js";
 import type { TlsMaterial } from "./tls.js";
 
@@ -77,6 +77,8 @@ export function createConnectServer(options: ConnectServerOptions): ConnectHttpS
     {
       ...tls.secureContextOptions(),
       allowHTTP1: true,
+      maxSendHeaderBlockLength: maxMetadataBytes,
+      settings: { maxHeaderListSize: maxMetadataBytes },
       requestCert: tls.files.clientCa !== undefined,
       rejectUnauthorized: tls.files.requireClientCert,
     },

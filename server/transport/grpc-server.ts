@@ -49,6 +49,31 @@ class UndecodableRequest {
 
 type AnyImpl = (req: unknown, ctx: unknown) => unknown;
 
+/** Size of request metadata as HTTP/2 counts it (name + value + 32 per entry). */
+function metadataBytes(metadata: grpc.Metadata): number {
+  let bytes = 0;
+  for (const [key, values] of Object.entries(metadata.toJSON())) {
+    for (const value of values)
+      bytes += key.length + (typeof value === "string" ? value.length : value.byteLength) + 32;
+  }
+  return bytes;
+}
+
+/** The error for a request grpc-js cannot hand to the service: undecodable, or metadata over the limit. */
+function refusal(call: ServerSurfaceCall, method: DescMethod): ConnectError | undefined {
+  if (call.request instanceof UndecodableRequest) {
+    return new ConnectError(`cannot decode ${method.input.typeName}`, Code.InvalidArgument);
+  }
+  const bytes = metadataBytes(call.metadata);
+  if (bytes > maxMetadataBytes) {
+    return new ConnectError(
+      `request metadata is ${bytes} bytes; the limit is ${maxMetadataBytes}`,
+      Code.InvalidArgument,
+    );
+  }
+  return undefined;
+}
+
 /** Every value of every text header (a repeated header keeps all its values, as HTTP/2 sends them). */
 function metadataToHeaders(metadata: grpc.Metadata): Headers {
   const headers = new Headers();
@@ -161,10 +186,9 @@ function unaryHandler(
   };
   const chain = interceptors.reduceRight((next, interceptor) => interceptor(next), invoke);
   return (call, callback) => {
-    if (call.request instanceof UndecodableRequest) {
-      callback(
-        toGrpcStatus(new ConnectError(`cannot decode ${method.input.typeName}`, Code.InvalidArgument)),
-      );
+    const refused = refusal(call, method);
+    if (refused !== undefined) {
+      callback(toGrpcStatus(refused));
       return;
     }
     const controller = cancelSignal(call);
@@ -209,11 +233,9 @@ function serverStreamingHandler(
   };
   const chain = interceptors.reduceRight((next, interceptor) => interceptor(next), invoke);
   return (call) => {
-    if (call.request instanceof UndecodableRequest) {
-      call.emit(
-        "error",
-        toGrpcStatus(new ConnectError(`cannot decode ${method.input.typeName}`, Code.InvalidArgument)),
-      );
+    const refused = refusal(call, method);
+    if (refused !== undefined) {
+      call.emit("error", toGrpcStatus(refused));
       return;
     }
     const controller = cancelSignal(call);
@@ -298,6 +320,9 @@ export function createGrpcServiceDefinition(
   return { definition: definition as grpc.ServiceDefinition, implementation };
 }
 
+/** Largest request metadata (headers) accepted by the gRPC server, in bytes. */
+export const maxMetadataBytes = 16 * 1024;
+
 /** Options of `createGrpcServer`. */
 export interface GrpcServerOptions {
   services: HostedService[];
@@ -313,6 +338,7 @@ export function createGrpcServer(options: GrpcServerOptions): {
 } {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxReceiveMessageLength,
+    "grpc.max_metadata_size": maxMetadataBytes,
     "grpc.keepalive_permit_without_calls": 1,
   });
   for (const hosted of options.services) {

@@ -55,7 +55,12 @@ export function createClientFactory(target: {
       } else {
         const nodeOptions =
           ca === undefined ? {} : { ca, ...(identity ? { cert: identity.cert, key: identity.key } : {}) };
-        const common = { baseUrl: target.connectUrl, httpVersion: "2" as const, nodeOptions };
+        // Development mode serves Connect over plaintext HTTP/1.1; with TLS, HTTP/2 (ALPN).
+        const common = {
+          baseUrl: target.connectUrl,
+          httpVersion: ca === undefined ? ("1.1" as const) : ("2" as const),
+          nodeOptions,
+        };
         transport = protocol === "connect" ? createConnectTransport(common) : createGrpcWebTransport(common);
       }
       const extra = options.headers;

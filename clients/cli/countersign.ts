@@ -2,7 +2,7 @@
 import { Command } from "commander";
 import { addPolicyCommand } from "./policy-command.js";
 import { addServeCommand } from "./serve-command.js";
-import { version } from "./version.js";
+import { version } from "../../server/version.js";
 
 /** The `countersign` command line. */
 export function createProgram(): Command {

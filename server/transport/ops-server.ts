@@ -7,6 +7,8 @@ export type ReadinessCheck = () => Promise<string | undefined>;
 export interface OpsServerOptions {
   /** Each named check must pass for `/readyz` to answer 200. */
   readiness: Record<string, ReadinessCheck>;
+  /** Reported by `/version`. */
+  version: string;
 }
 
 /**
@@ -26,6 +28,10 @@ export function createOpsServer(options: OpsServerOptions): http.Server {
     }
     if (path === "/healthz") {
       send(200, { status: "ok" });
+      return;
+    }
+    if (path === "/version") {
+      send(200, { version: options.version });
       return;
     }
     if (path === "/readyz") {
@@ -50,6 +56,6 @@ export function createOpsServer(options: OpsServerOptions): http.Server {
       );
       return;
     }
-    send(404, { error: "not found", paths: ["/healthz", "/readyz"] });
+    send(404, { error: "not found", paths: ["/healthz", "/readyz", "/version"] });
   });
 }

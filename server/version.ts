@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 
 function findVersion(): string {
-  for (const path of ["../../package.json", "../../../package.json"]) {
+  // server/version.ts in the source tree, dist/server/version.js in a build.
+  for (const path of ["../package.json", "../../package.json"]) {
     try {
       const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), "utf8")) as {
         name?: string;

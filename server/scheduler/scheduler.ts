@@ -1,6 +1,7 @@
 import type { Clock } from "../domain/clock.js";
 import type { ApprovalOperations } from "../services/approval-operations.js";
 import type { ApprovalStore } from "../store/approval-store.js";
+import type { Retention } from "./retention.js";
 
 /** Options of `createScheduler`. */
 export interface SchedulerOptions {
@@ -13,6 +14,8 @@ export interface SchedulerOptions {
   batchSize?: number;
   /** Receives errors of a run; the scheduler keeps running. */
   onError?: (err: unknown) => void;
+  /** Archive-and-purge runs, every `retention.intervalMs` (on one replica at a time). */
+  retention?: Retention;
 }
 
 /** Runs the approvals' timers. */
@@ -36,6 +39,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   const batchSize = options.batchSize ?? 500;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<number> | undefined;
+  let retentionTimer: NodeJS.Timeout | undefined;
+  let retaining: Promise<unknown> | undefined;
 
   async function expireDue(): Promise<number> {
     let expired = 0;
@@ -69,11 +74,25 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         runOnce().catch((err: unknown) => options.onError?.(err));
       }, intervalMs);
       timer.unref();
+      const retention = options.retention;
+      if (retention !== undefined) {
+        retentionTimer = setInterval(() => {
+          retaining ??= retention
+            .runOnce()
+            .catch((err: unknown) => options.onError?.(err))
+            .finally(() => {
+              retaining = undefined;
+            });
+        }, retention.intervalMs);
+        retentionTimer.unref();
+      }
     },
     async stop() {
       if (timer !== undefined) clearInterval(timer);
       timer = undefined;
-      await running?.catch(() => 0);
+      if (retentionTimer !== undefined) clearInterval(retentionTimer);
+      retentionTimer = undefined;
+      await Promise.all([running?.catch(() => 0), retaining]);
     },
     runOnce,
   };

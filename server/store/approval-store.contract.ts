@@ -438,5 +438,77 @@ export function describeApprovalStoreContract(
         expect(await store.countLineage(make().id, t0)).toBe(0);
       });
     });
+
+    describe("retention: dueForPurge, purge and restore", () => {
+      it("names terminal approvals by decide time, oldest first, and purges one only at its version", async () => {
+        const a = (await store.create(make({ createTime: t0 }))).approval;
+        const b = (await store.create(make({ createTime: t0 + second }))).approval;
+        const pending = (await store.create(make({ createTime: t0 + 2 * second }))).approval;
+        const b2 = (await store.compareAndSet(
+          { ...decided(b, "denied", "U-BOB"), decideTime: t0 + hour },
+          1,
+        )) as Approval;
+        const a2 = (await store.compareAndSet(
+          { ...decided(a, "approved", "U-ALICE"), decideTime: t0 + 2 * hour },
+          1,
+        )) as Approval;
+
+        expect(await store.dueForPurge(t0 + hour - 1, 10)).toEqual([]);
+        expect(await store.dueForPurge(t0 + 2 * hour, 10)).toEqual([
+          { approval: b2, archived: false },
+          { approval: a2, archived: false },
+        ]);
+        expect(await store.dueForPurge(t0 + 2 * hour, 1)).toEqual([{ approval: b2, archived: false }]);
+
+        expect(await store.purge(b.id, 1)).toBe(false);
+        expect(await store.purge(b.id, 2)).toBe(true);
+        expect(await store.purge(b.id, 2)).toBe(false);
+        expect(await store.get(b.id)).toBeUndefined();
+        expect(await store.dueForPurge(t0 + 2 * hour, 10)).toEqual([{ approval: a2, archived: false }]);
+        expect(await listAll(store, { pageSize: 10 })).toEqual([pending.id, a.id]);
+        expect(await listAll(store, { pageSize: 10, state: "denied" })).toEqual([]);
+        expect(await store.countLineage(b.lineageId, t0)).toBe(0);
+        expect((await store.stats()).counts).toMatchObject({ denied: 0, approved: 1, pending: 1 });
+      });
+
+      it("forgets the idempotency key of a purged approval", async () => {
+        const first = (await store.create(make(), { key: "k", fingerprint: "f" })).approval;
+        const done = (await store.compareAndSet(decided(first, "approved", "U-ALICE"), 1)) as Approval;
+        expect(await store.purge(first.id, done.version)).toBe(true);
+        const again = await store.create(make(), { key: "k", fingerprint: "f" });
+        expect(again.created).toBe(true);
+        expect(again.approval.id).not.toBe(first.id);
+      });
+
+      it("restores an archived approval once, newer versions only, queryable and published", async () => {
+        const a = (await store.create(make({ action: "db.migrate" }))).approval;
+        const done = (await store.compareAndSet(decided(a, "approved", "U-ALICE"), 1)) as Approval;
+        expect(await store.purge(a.id, 2)).toBe(true);
+        const published: Approval[] = [];
+        store.subscribeAll((x) => published.push(x));
+
+        expect(await store.restore(done)).toBe(true);
+        expect(await store.restore(done)).toBe(false);
+        expect(await store.restore({ ...done, version: 1, state: "pending" })).toBe(false);
+        expect(await store.get(a.id)).toEqual(done);
+        expect(await listAll(store, { pageSize: 10, action: "db.migrate", state: "approved" })).toEqual([
+          a.id,
+        ]);
+        expect(published).toEqual([done]);
+        const due = await store.dueForPurge(Number.MAX_SAFE_INTEGER, 10);
+        expect(due).toEqual([{ approval: done, archived: true }]);
+      });
+
+      it("restores a newer version over an older one (an archive replayed onto an older snapshot)", async () => {
+        const a = (await store.create(make({ expireTime: t0 + hour }))).approval;
+        const later = { ...decided(a, "denied", "U-BOB"), version: 2 };
+        expect(await store.restore(later)).toBe(true);
+        expect(await store.get(a.id)).toEqual(later);
+        expect(await store.dueForExpiry(t0 + 2 * hour, 10)).toEqual([]);
+        expect(await listAll(store, { pageSize: 10, state: "pending" })).toEqual([]);
+        expect(await listAll(store, { pageSize: 10, state: "denied" })).toEqual([a.id]);
+        expect((await store.stats()).counts).toMatchObject({ pending: 0, denied: 1 });
+      });
+    });
   });
 }

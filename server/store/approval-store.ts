@@ -34,6 +34,13 @@ export interface CreateResult {
   created: boolean;
 }
 
+/** A terminal approval whose retention period is over: what retention archives, then purges. */
+export interface PurgeCandidate {
+  approval: Approval;
+  /** True when it came back from an archive (`restore`): it is purged without being archived again. */
+  archived: boolean;
+}
+
 /** Receives every stored version of an approval. */
 export type ChangeListener = (approval: Approval) => void;
 
@@ -67,6 +74,21 @@ export interface ApprovalStore {
   dueForExpiry(now: number, limit: number): Promise<string[]>;
   /** Number of approvals in a lineage created at or after `since`. */
   countLineage(lineageId: string, since: number): Promise<number>;
+  /**
+   * Terminal approvals whose retention started at or before `before` (their decide time, or the time
+   * they were restored from an archive), oldest first.
+   */
+  dueForPurge(before: number, limit: number): Promise<PurgeCandidate[]>;
+  /**
+   * Deletes an approval (with its index entries and idempotency key) if it is still at `version`.
+   * Returns false when it changed or is already gone.
+   */
+  purge(id: string, version: number): Promise<boolean>;
+  /**
+   * Stores an approval read back from an archive, unless a version at least as new is stored; it then
+   * stays for another retention period. Returns false when nothing changed, so importing twice is a no-op.
+   */
+  restore(approval: Approval): Promise<boolean>;
   /** Calls `listener` with every stored version of approval `id` from now on. */
   subscribe(id: string, listener: ChangeListener): Unsubscribe;
   /** Calls `listener` with every stored version of every approval from now on. */

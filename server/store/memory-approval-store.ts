@@ -7,6 +7,7 @@ import type {
   ApprovalStore,
   ChangeListener,
   CreateResult,
+  PurgeCandidate,
   Unsubscribe,
 } from "./approval-store.js";
 import { ChangeFeed } from "./change-feed.js";
@@ -16,6 +17,8 @@ import { decodePageToken, encodePageToken } from "./page-token.js";
 export interface MemoryApprovalStoreOptions {
   /** Receives errors thrown by change listeners. */
   onListenerError?: (err: unknown) => void;
+  /** Time source of `restore` (the start of a restored approval's retention). @default Date.now */
+  now?: () => number;
 }
 
 /**
@@ -30,6 +33,16 @@ export function createMemoryApprovalStore(options: MemoryApprovalStoreOptions = 
   const lineages = new Map<string, number[]>();
   const expiries = new ExpiryHeap();
   const feed = new ChangeFeed(options.onListenerError);
+  /** Terminal approvals by the start of their retention; `retention` holds the current entry of each. */
+  const retained = new ExpiryHeap();
+  const retention = new Map<string, { at: number; archived: boolean }>();
+  const idempotencyOf = new Map<string, string>();
+  const now = options.now ?? Date.now;
+
+  function retain(a: Approval, at: number, archived: boolean): void {
+    retention.set(a.id, { at, archived });
+    retained.push(at, a.id);
+  }
 
   const store: ApprovalStore = {
     async create(approval, idem): Promise<CreateResult> {
@@ -48,7 +61,11 @@ export function createMemoryApprovalStore(options: MemoryApprovalStoreOptions = 
       const stored: Approval = { ...approval, version: 1 };
       approvals.set(stored.id, stored);
       order.push(stored.id);
-      if (idem !== undefined) idempotency.set(idem.key, { id: stored.id, fingerprint: idem.fingerprint });
+      if (idem !== undefined) {
+        idempotency.set(idem.key, { id: stored.id, fingerprint: idem.fingerprint });
+        idempotencyOf.set(stored.id, idem.key);
+      }
+      if (stored.state !== "pending") retain(stored, stored.decideTime, false);
       const lineage = lineages.get(stored.lineageId);
       if (lineage === undefined) lineages.set(stored.lineageId, [stored.createTime]);
       else lineage.push(stored.createTime);
@@ -66,6 +83,10 @@ export function createMemoryApprovalStore(options: MemoryApprovalStoreOptions = 
       if (current === undefined || current.version !== expectedVersion) return undefined;
       const stored: Approval = { ...next, version: expectedVersion + 1 };
       approvals.set(stored.id, stored);
+      const kept = retention.get(stored.id);
+      if (current.state === "pending" && stored.state !== "pending") retain(stored, stored.decideTime, false);
+      // A changed version is no longer the one in the archive.
+      else if (kept?.archived) retention.set(stored.id, { at: kept.at, archived: false });
       feed.publish(stored);
       return stored;
     },
@@ -124,6 +145,59 @@ export function createMemoryApprovalStore(options: MemoryApprovalStoreOptions = 
 
     async countLineage(lineageId, since) {
       return (lineages.get(lineageId) ?? []).filter((t) => t >= since).length;
+    },
+
+    async dueForPurge(before, limit): Promise<PurgeCandidate[]> {
+      const due: { at: number; id: string }[] = [];
+      const candidates: PurgeCandidate[] = [];
+      while (candidates.length < limit) {
+        const top = retained.peek();
+        if (top === undefined || top.at > before) break;
+        retained.pop();
+        const current = retention.get(top.id);
+        const approval = approvals.get(top.id);
+        if (current?.at !== top.at || approval === undefined) continue;
+        due.push(top);
+        candidates.push({ approval, archived: current.archived });
+      }
+      for (const entry of due) retained.push(entry.at, entry.id);
+      return candidates;
+    },
+
+    async purge(id, version) {
+      const current = approvals.get(id);
+      if (current === undefined || current.version !== version) return false;
+      approvals.delete(id);
+      const at = lowerBound(order, id);
+      if (order[at] === id) order.splice(at, 1);
+      retention.delete(id);
+      const key = idempotencyOf.get(id);
+      if (key !== undefined && idempotency.get(key)?.id === id) idempotency.delete(key);
+      idempotencyOf.delete(id);
+      const lineage = lineages.get(current.lineageId);
+      const i = lineage?.indexOf(current.createTime) ?? -1;
+      if (lineage !== undefined && i >= 0) lineage.splice(i, 1);
+      return true;
+    },
+
+    async restore(approval) {
+      const current = approvals.get(approval.id);
+      if (current !== undefined && current.version >= approval.version) return false;
+      approvals.set(approval.id, approval);
+      if (current === undefined) {
+        order.splice(lowerBound(order, approval.id), 0, approval.id);
+        const lineage = lineages.get(approval.lineageId);
+        if (lineage === undefined) lineages.set(approval.lineageId, [approval.createTime]);
+        else lineage.push(approval.createTime);
+      }
+      if (approval.state === "pending") {
+        retention.delete(approval.id);
+        expiries.push(approval.expireTime, approval.id);
+      } else {
+        retain(approval, now(), true);
+      }
+      feed.publish(approval);
+      return true;
     },
 
     subscribe(id: string, listener: ChangeListener): Unsubscribe {

@@ -8,6 +8,7 @@ export default tseslint.config(
       "dist/**",
       "node_modules/**",
       "clients/sdk/dist/**",
+      "clients/sdk/src/gen/**",
       "bench/results/**",
       "eslint.config.js",
     ],

@@ -1,0 +1,116 @@
+import { toJsonString } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { type Approval, ApprovalSchema, Decision, State } from "@countersign/sdk";
+import { type Command, Option } from "commander";
+import { formatDuration } from "../../server/policy/duration.js";
+import { exitCodes } from "./client-connection.js";
+
+/** How a command prints approvals. */
+export type OutputFormat = "text" | "json";
+
+/** Adds `--output text|json`. */
+export function addOutputOption(command: Command): Command {
+  return command.addOption(
+    new Option("--output <format>", "text for people, json for programs (one JSON object per line)")
+      .choices(["text", "json"])
+      .default("text"),
+  );
+}
+
+/** `approved` for State.APPROVED. */
+export function stateName(state: State): string {
+  return (State[state] ?? `state ${state}`).toLowerCase();
+}
+
+/** The approval as one line of protobuf JSON (the same form the Connect API and `buf curl` use). */
+export function approvalJson(approval: Approval): string {
+  return toJsonString(ApprovalSchema, approval);
+}
+
+/** The exit status of a `--wait` or `watch` that ended in this state. */
+export function exitCodeFor(state: State): number {
+  switch (state) {
+    case State.APPROVED:
+      return exitCodes.approved;
+    case State.DENIED:
+      return exitCodes.denied;
+    case State.EXPIRED:
+      return exitCodes.expired;
+    case State.CANCELLED:
+      return exitCodes.cancelled;
+    case State.PENDING:
+    case State.UNSPECIFIED:
+      return exitCodes.error;
+    default:
+      return exitCodes.error;
+  }
+}
+
+const remaining = (ms: number) => formatDuration(Math.max(0, Math.round(ms / 1000) * 1000));
+
+/** Where a pending approval stands: votes so far and what it waits for. */
+function progress(approval: Approval, now: number): string {
+  const parts: string[] = [];
+  const stage = approval.stages.find((s) => !s.complete);
+  if (stage !== undefined)
+    parts.push(
+      `waiting for ${stage.name} (${stage.acknowledgedBy.length}/${stage.required} acknowledgements)`,
+    );
+  const approvals = approval.votes.filter((v) => v.decision === Decision.APPROVE).length;
+  parts.push(`${approvals}/${approval.requiredApprovals} approvals`);
+  const denials = approval.votes.filter((v) => v.decision === Decision.DENY).length;
+  if (denials > 0) parts.push(`${denials}/${approval.denyThreshold} denials`);
+  if (approval.expireTime !== undefined)
+    parts.push(`expires in ${remaining(timestampMs(approval.expireTime) - now)}`);
+  return parts.join(", ");
+}
+
+/**
+ * One line about an approval: where it stands while pending, who decided and why once final.
+ * E.g. `approval 01J… (deploy.production) approved by alice: looks good`.
+ */
+export function summaryLine(approval: Approval, now: number = Date.now()): string {
+  const head = `approval ${approval.id} (${approval.action}) ${stateName(approval.state)}`;
+  if (approval.state === State.PENDING) return `${head}: ${progress(approval, now)}`;
+  const by = approval.decidedBy === "" ? "" : ` by ${approval.decidedBy}`;
+  const override = approval.adminOverride ? " (admin override)" : "";
+  const why = approval.reason === "" ? "" : `: ${approval.reason}`;
+  return `${head}${by}${override}${why}`;
+}
+
+function time(ts: Approval["createTime"]): string {
+  return ts === undefined ? "-" : new Date(timestampMs(ts)).toISOString();
+}
+
+/** Every field of an approval a person wants to see, one per line. */
+export function detailLines(approval: Approval, now: number = Date.now()): string[] {
+  const lines = [
+    `id:            ${approval.id}`,
+    `action:        ${approval.action}`,
+    `title:         ${approval.title}`,
+    `state:         ${stateName(approval.state)}`,
+    `requester:     ${approval.requester}`,
+  ];
+  if (approval.onBehalfOf !== "") lines.push(`on behalf of:  ${approval.onBehalfOf}`);
+  if (approval.justification !== "") lines.push(`justification: ${approval.justification}`);
+  lines.push(
+    `policy:        ${approval.policyName} (needs ${approval.requiredApprovals} approval${approval.requiredApprovals === 1 ? "" : "s"})`,
+  );
+  if (approval.params !== undefined && Object.keys(approval.params).length > 0)
+    lines.push(`params:        ${JSON.stringify(approval.params)} (sha256 ${approval.paramsSha256})`);
+  lines.push(`created:       ${time(approval.createTime)}`);
+  if (approval.state === State.PENDING) {
+    lines.push(`expires:       ${time(approval.expireTime)}`, `progress:      ${progress(approval, now)}`);
+  } else {
+    lines.push(`decided:       ${time(approval.decideTime)} by ${approval.decidedBy || "-"}`);
+    if (approval.reason !== "") lines.push(`reason:        ${approval.reason}`);
+  }
+  for (const vote of approval.votes) {
+    const decision = (Decision[vote.decision] ?? String(vote.decision)).toLowerCase();
+    const why = vote.reason === "" ? "" : `: ${vote.reason}`;
+    lines.push(
+      `vote:          ${vote.approver} ${decision}${vote.stage === "" ? "" : ` (${vote.stage})`}${why}`,
+    );
+  }
+  return lines;
+}

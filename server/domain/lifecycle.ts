@@ -437,3 +437,33 @@ export function expireApproval(a: Approval, now: number): Transition {
   if (isTerminal(a.state) || now < a.expireTime) return unchanged(a);
   return { approval: finish(a, "expired", "system", "no decision before the deadline", now), changed: true };
 }
+
+/** Prefix of the idempotency key of a re-request made with an interaction id. */
+export const rerequestKeyPrefix = "rerequest:";
+
+/**
+ * The create request that asks again for `previous` on behalf of the person it was made for (the
+ * Re-request button): same action, content and origin, linked by `rerequest_of`. It is created as the
+ * original requester, so `buildApproval`'s re-request rules (state, policy, cooldown, daily cap) apply.
+ * @throws PermissionDeniedError when `requestedBy` is not the approval's `on_behalf_of` person
+ */
+export function rerequestInput(previous: Approval, requestedBy: string, interactionId: string): CreateInput {
+  if (!same(requestedBy, previous.onBehalfOf)) {
+    throw new PermissionDeniedError(
+      previous.onBehalfOf === ""
+        ? `approval ${previous.id} was not made on behalf of a person; its requester must re-request it`
+        : `only ${previous.onBehalfOf}, for whom approval ${previous.id} was requested, may re-request it`,
+    );
+  }
+  return {
+    action: previous.action,
+    title: previous.title,
+    justification: previous.justification,
+    params: previous.params,
+    idempotencyKey: interactionId === "" ? "" : `${rerequestKeyPrefix}${interactionId}`,
+    onBehalfOf: previous.onBehalfOf,
+    origin: previous.origin,
+    overrides: { ...previous.overrides },
+    rerequestOf: previous.id,
+  };
+}

@@ -23,6 +23,8 @@ export type ApprovalEvent =
       operation: "vote" | "cancel";
       reason: "permission_denied" | "failed_precondition";
       message: string;
+      /** The error the caller receives; lets the transport tell this refusal from others it sees. */
+      error: Error;
     }
   /**
    * The approval reached its terminal state (approved, denied, expired or cancelled; `approval.state`

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { monotonicFactory } from "ulid";
 import type { Clock } from "../domain/clock.js";
 import {
@@ -49,6 +50,12 @@ export interface WatchEvent {
   heartbeat: boolean;
 }
 
+/** One message of `watchAll`: an approval snapshot, the end of the initial snapshot, or a heartbeat. */
+export type WatchAllEvent =
+  | { type: "approval"; approval: Approval }
+  | { type: "snapshot_complete" }
+  | { type: "heartbeat" };
+
 /** The operations both services share, independent of protobuf and of the transport. */
 export type ApprovalOperations = ReturnType<typeof createApprovalOperations>;
 
@@ -64,6 +71,8 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
   const listeners = options.listeners ?? [];
   /** Aborted by `shutdown()`: open watches end with UNAVAILABLE so clients resume on another replica. */
   const shutdown = new AbortController();
+  // Every open watch listens to it: as many listeners as streams is expected, not a leak.
+  setMaxListeners(0, shutdown.signal);
 
   function emit(event: ApprovalEvent): void {
     for (const listener of listeners) listener(event);
@@ -90,7 +99,15 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
       emit({ type: "edit_rejected", approval: current, actor, violations: err.violations });
     } else if (err instanceof PermissionDeniedError || err instanceof FailedPreconditionError) {
       const reason = err instanceof PermissionDeniedError ? "permission_denied" : "failed_precondition";
-      emit({ type: "refused", approval: current, actor, operation, reason, message: err.message });
+      emit({
+        type: "refused",
+        approval: current,
+        actor,
+        operation,
+        reason,
+        message: err.message,
+        error: err,
+      });
     }
     throw err;
   }
@@ -259,6 +276,81 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
             last = next;
             yield { approval: last, heartbeat: false };
             if (isTerminal(last.state)) return;
+          }
+        }
+      } finally {
+        wake = undefined;
+        opts.signal.removeEventListener("abort", onAbort);
+        shutdown.signal.removeEventListener("abort", onAbort);
+        unsubscribe();
+      }
+    },
+
+    /**
+     * Streams every approval for a decider: a snapshot of every pending approval and of each approval in
+     * `ids` (whatever its state), then `snapshot_complete`, then every stored change of every approval,
+     * with a heartbeat after `heartbeatMs` without change. It subscribes before reading, so nothing
+     * stored meanwhile is lost; an approval may come twice (consumers keep the highest version). A
+     * consumer more than `maxBacklog` changes behind is cut off with UNAVAILABLE, to watch again.
+     */
+    async *watchAll(opts: {
+      signal: AbortSignal;
+      heartbeatMs: number;
+      ids?: readonly string[];
+      maxBacklog?: number;
+    }): AsyncGenerator<WatchAllEvent> {
+      const maxBacklog = opts.maxBacklog ?? 10_000;
+      const queue: Approval[] = [];
+      let overflow = false;
+      let wake: (() => void) | undefined;
+      const unsubscribe = store.subscribeAll((a) => {
+        if (queue.length >= maxBacklog) overflow = true;
+        else queue.push(a);
+        wake?.();
+      });
+      const onAbort = () => wake?.();
+      opts.signal.addEventListener("abort", onAbort);
+      shutdown.signal.addEventListener("abort", onAbort);
+      const check = () => {
+        if (shutdown.signal.aborted) throw new UnavailableError("the server is shutting down; watch again");
+        if (overflow) throw new UnavailableError("the watcher fell too far behind; watch again");
+      };
+      try {
+        let pageToken = "";
+        do {
+          check();
+          const page = await store.list({ state: "pending", pageSize: 500, pageToken });
+          for (const approval of page.approvals) yield { type: "approval", approval };
+          pageToken = page.nextPageToken;
+        } while (pageToken !== "" && !opts.signal.aborted);
+        for (const id of opts.ids ?? []) {
+          const approval = await store.get(id);
+          if (approval !== undefined) yield { type: "approval", approval };
+        }
+        yield { type: "snapshot_complete" };
+        while (!opts.signal.aborted) {
+          check();
+          if (queue.length === 0) {
+            const changed = await new Promise<boolean>((resolve) => {
+              const timer = setTimeout(() => {
+                wake = undefined;
+                resolve(false);
+              }, opts.heartbeatMs);
+              wake = () => {
+                clearTimeout(timer);
+                wake = undefined;
+                resolve(true);
+              };
+            });
+            if (opts.signal.aborted) return;
+            check();
+            if (!changed) {
+              yield { type: "heartbeat" };
+              continue;
+            }
+          }
+          for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+            yield { type: "approval", approval: next };
           }
         }
       } finally {

@@ -1,13 +1,13 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { ApprovalService } from "../../gen/countersign/v1/approval_service_pb.js";
 import { PermissionDeniedError, UnauthenticatedError } from "../domain/errors.js";
-import { type VoteInput, validateVote } from "../domain/lifecycle.js";
+import { rerequestInput, rerequestKeyPrefix, type VoteInput, validateVote } from "../domain/lifecycle.js";
 import { limits } from "../domain/limits.js";
 import type { Approval, JsonObject } from "../domain/types.js";
 import { checkId, Violations } from "../domain/validation.js";
 import type { ApprovalOperations } from "./approval-operations.js";
 import { type Caller, callerKey, type Role } from "./caller.js";
-import { approvalToMessage, createInputFromMessage, decisionFromMessage } from "./convert.js";
+import { approvalToMessage, createInputFromMessage, decisionFromMessage, rulesToMessage } from "./convert.js";
 import { toConnectError } from "./errors.js";
 
 /** Options of `createApprovalService`. */
@@ -16,6 +16,9 @@ export interface ApprovalServiceOptions {
   /** Interval of keep-alive messages on idle watch streams. @default 15000 */
   heartbeatMs?: number;
 }
+
+/** Most approval ids a WatchApprovals request may name. */
+const maxWatchIds = 1000;
 
 /** The caller of a call, with the role it needs. */
 function caller(ctx: HandlerContext, role: Role): Caller {
@@ -123,6 +126,50 @@ export function createApprovalService(options: ApprovalServiceOptions): ServiceI
         validateVote(req.id, vote);
         const t = await operations.vote(req.id, vote);
         return { approval: approvalToMessage(t.approval), recorded: t.changed };
+      }),
+    async *watchApprovals(req, ctx) {
+      try {
+        caller(ctx, "decider");
+        const v = new Violations();
+        if (req.ids.length > maxWatchIds)
+          v.add("ids", `has ${req.ids.length} ids; the limit is ${maxWatchIds}`);
+        else
+          req.ids.forEach((id, i) => {
+            checkId(v, `ids[${i}]`, id);
+          });
+        v.throwIfAny();
+        for await (const event of operations.watchAll({ signal: ctx.signal, heartbeatMs, ids: req.ids })) {
+          switch (event.type) {
+            case "approval":
+              yield {
+                approval: approvalToMessage(event.approval),
+                rules: rulesToMessage(event.approval.rules),
+              };
+              break;
+            case "snapshot_complete":
+              yield { snapshotComplete: true };
+              break;
+            case "heartbeat":
+              yield { heartbeat: true };
+              break;
+          }
+        }
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    rerequestApproval: (req, ctx) =>
+      handle(async () => {
+        caller(ctx, "decider");
+        const v = new Violations();
+        checkId(v, "id", req.id);
+        v.text("requested_by", req.requestedBy, limits.identityLength, true);
+        v.text("interaction_id", req.interactionId, limits.idempotencyKeyLength - rerequestKeyPrefix.length);
+        v.throwIfAny();
+        const previous = await operations.get(req.id);
+        const input = rerequestInput(previous, req.requestedBy, req.interactionId);
+        const result = await operations.create(input, previous.requester);
+        return { approval: approvalToMessage(result.approval), created: result.created };
       }),
   };
 }

@@ -1,5 +1,11 @@
-import { create, fromJson, type JsonValue as ProtoJsonValue } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  create,
+  fromJson,
+  type JsonObject as ProtoJsonObject,
+  type JsonValue as ProtoJsonValue,
+  toJson,
+} from "@bufbuild/protobuf";
+import type { Duration, Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import {
   durationFromMs,
   durationMs,
@@ -15,10 +21,24 @@ import {
   type PolicyOverrides,
   State,
 } from "../../gen/countersign/v1/approval_pb.js";
+import {
+  type ApprovalRules as ApprovalRulesMessage,
+  ApprovalRulesSchema,
+  RedactionMode,
+} from "../../gen/countersign/v1/approval_rules_pb.js";
 import type { CreateApprovalRequest } from "../../gen/countersign/v1/approval_service_pb.js";
 import { ValidationError } from "../domain/errors.js";
 import type { CreateInput } from "../domain/lifecycle.js";
-import type { Approval, ApprovalState, Decision, JsonObject, Origin } from "../domain/types.js";
+import type {
+  Approval,
+  ApprovalRules,
+  ApprovalState,
+  Decision,
+  JsonObject,
+  JsonValue,
+  Origin,
+  ParamChange,
+} from "../domain/types.js";
 
 const stateToProto: Record<ApprovalState, State> = {
   pending: State.PENDING,
@@ -194,4 +214,196 @@ export function approvalToMessage(a: Approval): ApprovalMessage {
   });
   messages.set(a, message);
   return message;
+}
+
+const redactionToProto: Record<ApprovalRules["redaction"]["mode"], RedactionMode> = {
+  none: RedactionMode.NONE,
+  allowlist: RedactionMode.ALLOWLIST,
+  denylist: RedactionMode.DENYLIST,
+  all: RedactionMode.ALL,
+};
+
+function redactionFromMessage(mode: RedactionMode): ApprovalRules["redaction"]["mode"] {
+  switch (mode) {
+    case RedactionMode.ALLOWLIST:
+      return "allowlist";
+    case RedactionMode.DENYLIST:
+      return "denylist";
+    case RedactionMode.ALL:
+      return "all";
+    case RedactionMode.NONE:
+    case RedactionMode.UNSPECIFIED:
+      return "none";
+    default:
+      return "none";
+  }
+}
+
+/** Rule messages are built once per rules object (shared by every version of an approval). */
+const ruleMessages = new WeakMap<ApprovalRules, ApprovalRulesMessage>();
+
+/** The ApprovalRules message of an approval's rules (cached; do not mutate). */
+export function rulesToMessage(r: ApprovalRules): ApprovalRulesMessage {
+  const cached = ruleMessages.get(r);
+  if (cached !== undefined) return cached;
+  const message = create(ApprovalRulesSchema, {
+    policyName: r.name,
+    channel: r.channel,
+    dm: r.dm,
+    approvers: { users: r.approvers.users, groups: r.approvers.groups },
+    superApprovers: r.superApprovers,
+    requiredApprovals: r.requiredApprovals,
+    denyThreshold: r.denyThreshold,
+    denyReasonRequired: r.denyReasonRequired,
+    stages: r.stages.map((s) => ({
+      name: s.name,
+      members: { users: s.members.users, groups: s.members.groups },
+      required: s.required,
+    })),
+    timeout: durationFromMs(r.timeoutMs),
+    reminders: r.remindersMs.map(durationFromMs),
+    ...(r.escalation === undefined
+      ? {}
+      : {
+          escalation: {
+            after: durationFromMs(r.escalation.afterMs),
+            channel: r.escalation.channel,
+            users: r.escalation.users,
+          },
+        }),
+    redaction: { mode: redactionToProto[r.redaction.mode], keys: r.redaction.keys },
+    overrides: {
+      keys: r.overrides.keys,
+      maxKeys: r.overrides.maxKeys,
+      maxDiffBytes: r.overrides.maxDiffBytes,
+      ...(r.overrides.schema === undefined ? {} : { schema: r.overrides.schema as ProtoJsonObject }),
+      requestKeys: r.overrides.requestKeys,
+    },
+    rerequest: {
+      allowed: r.rerequest.allowed,
+      cooldown: durationFromMs(r.rerequest.cooldownMs),
+      maxPerDay: r.rerequest.maxPerDay,
+    },
+  });
+  ruleMessages.set(r, message);
+  return message;
+}
+
+function msOf(d: Duration | undefined): number {
+  return d === undefined ? 0 : durationMs(d);
+}
+
+/** The domain rules of an ApprovalRules message (as a decider receives them). */
+export function rulesFromMessage(m: ApprovalRulesMessage): ApprovalRules {
+  const people = (p: { users: string[]; groups: string[] } | undefined) => ({
+    users: [...(p?.users ?? [])],
+    groups: [...(p?.groups ?? [])],
+  });
+  const rules: ApprovalRules = {
+    name: m.policyName,
+    channel: m.channel,
+    dm: m.dm,
+    approvers: people(m.approvers),
+    superApprovers: [...m.superApprovers],
+    requiredApprovals: m.requiredApprovals,
+    denyThreshold: m.denyThreshold,
+    denyReasonRequired: m.denyReasonRequired,
+    stages: m.stages.map((s) => ({ name: s.name, members: people(s.members), required: s.required })),
+    timeoutMs: msOf(m.timeout),
+    remindersMs: m.reminders.map((d) => durationMs(d)),
+    redaction: {
+      mode: redactionFromMessage(m.redaction?.mode ?? RedactionMode.UNSPECIFIED),
+      keys: [...(m.redaction?.keys ?? [])],
+    },
+    overrides: {
+      keys: [...(m.overrides?.keys ?? [])],
+      maxKeys: m.overrides?.maxKeys ?? 0,
+      maxDiffBytes: m.overrides?.maxDiffBytes ?? 0,
+      ...(m.overrides?.schema === undefined ? {} : { schema: m.overrides.schema as JsonObject }),
+      requestKeys: (m.overrides?.requestKeys ?? []).filter(
+        (k): k is "timeout" | "channel" => k === "timeout" || k === "channel",
+      ),
+    },
+    rerequest: {
+      allowed: m.rerequest?.allowed ?? false,
+      cooldownMs: msOf(m.rerequest?.cooldown),
+      maxPerDay: m.rerequest?.maxPerDay ?? 0,
+    },
+  };
+  if (m.escalation !== undefined) {
+    rules.escalation = {
+      afterMs: msOf(m.escalation.after),
+      channel: m.escalation.channel,
+      users: [...m.escalation.users],
+    };
+  }
+  return rules;
+}
+
+function jsonOf(v: Value | undefined): JsonValue | undefined {
+  return v === undefined ? undefined : (toJson(ValueSchema, v) as JsonValue);
+}
+
+/**
+ * The domain approval of an Approval message and its rules, as a decider in another process rebuilds it.
+ * Votes carry no interaction id (the API does not expose them).
+ * @throws ValidationError for a state or decision outside the enums
+ */
+export function approvalFromMessage(m: ApprovalMessage, rules: ApprovalRules): Approval {
+  const overrides: Approval["overrides"] = {};
+  if (m.overrides?.timeout !== undefined) overrides.timeoutMs = durationMs(m.overrides.timeout);
+  if (m.overrides !== undefined && m.overrides.channel !== "") overrides.channel = m.overrides.channel;
+  return {
+    id: m.id,
+    action: m.action,
+    title: m.title,
+    justification: m.justification,
+    params: (m.params ?? {}) as JsonObject,
+    paramsSha256: m.paramsSha256,
+    requester: m.requester,
+    onBehalfOf: m.onBehalfOf,
+    origin: originFromMessage(m.origin),
+    policyName: m.policyName,
+    policySha256: m.policySha256,
+    rules,
+    state: stateFromMessage(m.state, "approval.state") ?? "pending",
+    votes: m.votes.map((v) => ({
+      approver: v.approver,
+      decision: decisionFromMessage(v.decision, "approval.votes.decision"),
+      reason: v.reason,
+      time: optionalMs(v.time) ?? 0,
+      stage: v.stage,
+      submittedBy: v.submittedBy,
+      interactionId: "",
+    })),
+    stages: m.stages.map((s) => ({
+      name: s.name,
+      required: s.required,
+      acknowledgedBy: [...s.acknowledgedBy],
+    })),
+    edits: m.edits.map((e) => ({
+      editor: e.editor,
+      time: optionalMs(e.time) ?? 0,
+      changes: e.changes.map((c) => {
+        const change: ParamChange = { key: c.key };
+        const before = jsonOf(c.before);
+        const after = jsonOf(c.after);
+        if (before !== undefined) change.before = before;
+        if (after !== undefined) change.after = after;
+        return change;
+      }),
+      paramsSha256Before: e.paramsSha256Before,
+      paramsSha256After: e.paramsSha256After,
+    })),
+    createTime: optionalMs(m.createTime) ?? 0,
+    expireTime: optionalMs(m.expireTime) ?? 0,
+    decideTime: optionalMs(m.decideTime) ?? 0,
+    decidedBy: m.decidedBy,
+    reason: m.reason,
+    adminOverride: m.adminOverride,
+    lineageId: m.lineageId,
+    rerequestOf: m.rerequestOf,
+    overrides,
+    version: Number(m.version),
+  };
 }

@@ -6,6 +6,8 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Approval, Decision, Origin, PolicyOverrides } from "./approval_pb.js";
 import { file_countersign_v1_approval } from "./approval_pb.js";
+import type { ApprovalRules } from "./approval_rules_pb.js";
+import { file_countersign_v1_approval_rules } from "./approval_rules_pb.js";
 import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -13,7 +15,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file countersign/v1/approval_service.proto.
  */
 export const file_countersign_v1_approval_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVjb3VudGVyc2lnbi92MS9hcHByb3ZhbF9zZXJ2aWNlLnByb3RvEg5jb3VudGVyc2lnbi52MSKXAgoVQ3JlYXRlQXBwcm92YWxSZXF1ZXN0Eg4KBmFjdGlvbhgBIAEoCRINCgV0aXRsZRgCIAEoCRIVCg1qdXN0aWZpY2F0aW9uGAMgASgJEicKBnBhcmFtcxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJEhQKDG9uX2JlaGFsZl9vZhgGIAEoCRImCgZvcmlnaW4YByABKAsyFi5jb3VudGVyc2lnbi52MS5PcmlnaW4SMgoJb3ZlcnJpZGVzGAggASgLMh8uY291bnRlcnNpZ24udjEuUG9saWN5T3ZlcnJpZGVzEhQKDHJlcmVxdWVzdF9vZhgJIAEoCSJVChZDcmVhdGVBcHByb3ZhbFJlc3BvbnNlEioKCGFwcHJvdmFsGAEgASgLMhguY291bnRlcnNpZ24udjEuQXBwcm92YWwSDwoHY3JlYXRlZBgCIAEoCCIgChJHZXRBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkiQQoTR2V0QXBwcm92YWxSZXNwb25zZRIqCghhcHByb3ZhbBgBIAEoCzIYLmNvdW50ZXJzaWduLnYxLkFwcHJvdmFsIiIKFFdhdGNoQXBwcm92YWxSZXF1ZXN0EgoKAmlkGAEgASgJIlYKFVdhdGNoQXBwcm92YWxSZXNwb25zZRIqCghhcHByb3ZhbBgBIAEoCzIYLmNvdW50ZXJzaWduLnYxLkFwcHJvdmFsEhEKCWhlYXJ0YmVhdBgCIAEoCCIzChVDYW5jZWxBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkQKFkNhbmNlbEFwcHJvdmFsUmVzcG9uc2USKgoIYXBwcm92YWwYASABKAsyGC5jb3VudGVyc2lnbi52MS5BcHByb3ZhbCLSAQoVU3VibWl0RGVjaXNpb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCGFwcHJvdmVyGAIgASgJEhcKD2FwcHJvdmVyX2dyb3VwcxgDIAMoCRIqCghkZWNpc2lvbhgEIAEoDjIYLmNvdW50ZXJzaWduLnYxLkRlY2lzaW9uEg4KBnJlYXNvbhgFIAEoCRIWCg5pbnRlcmFjdGlvbl9pZBgGIAEoCRIuCg1lZGl0ZWRfcGFyYW1zGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJWChZTdWJtaXREZWNpc2lvblJlc3BvbnNlEioKCGFwcHJvdmFsGAEgASgLMhguY291bnRlcnNpZ24udjEuQXBwcm92YWwSEAoIcmVjb3JkZWQYAiABKAgy9gMKD0FwcHJvdmFsU2VydmljZRJhCg5DcmVhdGVBcHByb3ZhbBIlLmNvdW50ZXJzaWduLnYxLkNyZWF0ZUFwcHJvdmFsUmVxdWVzdBomLmNvdW50ZXJzaWduLnYxLkNyZWF0ZUFwcHJvdmFsUmVzcG9uc2UiABJYCgtHZXRBcHByb3ZhbBIiLmNvdW50ZXJzaWduLnYxLkdldEFwcHJvdmFsUmVxdWVzdBojLmNvdW50ZXJzaWduLnYxLkdldEFwcHJvdmFsUmVzcG9uc2UiABJgCg1XYXRjaEFwcHJvdmFsEiQuY291bnRlcnNpZ24udjEuV2F0Y2hBcHByb3ZhbFJlcXVlc3QaJS5jb3VudGVyc2lnbi52MS5XYXRjaEFwcHJvdmFsUmVzcG9uc2UiADABEmEKDkNhbmNlbEFwcHJvdmFsEiUuY291bnRlcnNpZ24udjEuQ2FuY2VsQXBwcm92YWxSZXF1ZXN0GiYuY291bnRlcnNpZ24udjEuQ2FuY2VsQXBwcm92YWxSZXNwb25zZSIAEmEKDlN1Ym1pdERlY2lzaW9uEiUuY291bnRlcnNpZ24udjEuU3VibWl0RGVjaXNpb25SZXF1ZXN0GiYuY291bnRlcnNpZ24udjEuU3VibWl0RGVjaXNpb25SZXNwb25zZSIAYgZwcm90bzM", [file_countersign_v1_approval, file_google_protobuf_struct]);
+  fileDesc("CiVjb3VudGVyc2lnbi92MS9hcHByb3ZhbF9zZXJ2aWNlLnByb3RvEg5jb3VudGVyc2lnbi52MSKXAgoVQ3JlYXRlQXBwcm92YWxSZXF1ZXN0Eg4KBmFjdGlvbhgBIAEoCRINCgV0aXRsZRgCIAEoCRIVCg1qdXN0aWZpY2F0aW9uGAMgASgJEicKBnBhcmFtcxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSFwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJEhQKDG9uX2JlaGFsZl9vZhgGIAEoCRImCgZvcmlnaW4YByABKAsyFi5jb3VudGVyc2lnbi52MS5PcmlnaW4SMgoJb3ZlcnJpZGVzGAggASgLMh8uY291bnRlcnNpZ24udjEuUG9saWN5T3ZlcnJpZGVzEhQKDHJlcmVxdWVzdF9vZhgJIAEoCSJVChZDcmVhdGVBcHByb3ZhbFJlc3BvbnNlEioKCGFwcHJvdmFsGAEgASgLMhguY291bnRlcnNpZ24udjEuQXBwcm92YWwSDwoHY3JlYXRlZBgCIAEoCCIgChJHZXRBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkiQQoTR2V0QXBwcm92YWxSZXNwb25zZRIqCghhcHByb3ZhbBgBIAEoCzIYLmNvdW50ZXJzaWduLnYxLkFwcHJvdmFsIiIKFFdhdGNoQXBwcm92YWxSZXF1ZXN0EgoKAmlkGAEgASgJIlYKFVdhdGNoQXBwcm92YWxSZXNwb25zZRIqCghhcHByb3ZhbBgBIAEoCzIYLmNvdW50ZXJzaWduLnYxLkFwcHJvdmFsEhEKCWhlYXJ0YmVhdBgCIAEoCCIzChVDYW5jZWxBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIkQKFkNhbmNlbEFwcHJvdmFsUmVzcG9uc2USKgoIYXBwcm92YWwYASABKAsyGC5jb3VudGVyc2lnbi52MS5BcHByb3ZhbCLSAQoVU3VibWl0RGVjaXNpb25SZXF1ZXN0EgoKAmlkGAEgASgJEhAKCGFwcHJvdmVyGAIgASgJEhcKD2FwcHJvdmVyX2dyb3VwcxgDIAMoCRIqCghkZWNpc2lvbhgEIAEoDjIYLmNvdW50ZXJzaWduLnYxLkRlY2lzaW9uEg4KBnJlYXNvbhgFIAEoCRIWCg5pbnRlcmFjdGlvbl9pZBgGIAEoCRIuCg1lZGl0ZWRfcGFyYW1zGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJWChZTdWJtaXREZWNpc2lvblJlc3BvbnNlEioKCGFwcHJvdmFsGAEgASgLMhguY291bnRlcnNpZ24udjEuQXBwcm92YWwSEAoIcmVjb3JkZWQYAiABKAgiJAoVV2F0Y2hBcHByb3ZhbHNSZXF1ZXN0EgsKA2lkcxgBIAMoCSKgAQoWV2F0Y2hBcHByb3ZhbHNSZXNwb25zZRIqCghhcHByb3ZhbBgBIAEoCzIYLmNvdW50ZXJzaWduLnYxLkFwcHJvdmFsEiwKBXJ1bGVzGAIgASgLMh0uY291bnRlcnNpZ24udjEuQXBwcm92YWxSdWxlcxIRCgloZWFydGJlYXQYAyABKAgSGQoRc25hcHNob3RfY29tcGxldGUYBCABKAgiVAoYUmVyZXF1ZXN0QXBwcm92YWxSZXF1ZXN0EgoKAmlkGAEgASgJEhQKDHJlcXVlc3RlZF9ieRgCIAEoCRIWCg5pbnRlcmFjdGlvbl9pZBgDIAEoCSJYChlSZXJlcXVlc3RBcHByb3ZhbFJlc3BvbnNlEioKCGFwcHJvdmFsGAEgASgLMhguY291bnRlcnNpZ24udjEuQXBwcm92YWwSDwoHY3JlYXRlZBgCIAEoCDLHBQoPQXBwcm92YWxTZXJ2aWNlEmEKDkNyZWF0ZUFwcHJvdmFsEiUuY291bnRlcnNpZ24udjEuQ3JlYXRlQXBwcm92YWxSZXF1ZXN0GiYuY291bnRlcnNpZ24udjEuQ3JlYXRlQXBwcm92YWxSZXNwb25zZSIAElgKC0dldEFwcHJvdmFsEiIuY291bnRlcnNpZ24udjEuR2V0QXBwcm92YWxSZXF1ZXN0GiMuY291bnRlcnNpZ24udjEuR2V0QXBwcm92YWxSZXNwb25zZSIAEmAKDVdhdGNoQXBwcm92YWwSJC5jb3VudGVyc2lnbi52MS5XYXRjaEFwcHJvdmFsUmVxdWVzdBolLmNvdW50ZXJzaWduLnYxLldhdGNoQXBwcm92YWxSZXNwb25zZSIAMAESYQoOQ2FuY2VsQXBwcm92YWwSJS5jb3VudGVyc2lnbi52MS5DYW5jZWxBcHByb3ZhbFJlcXVlc3QaJi5jb3VudGVyc2lnbi52MS5DYW5jZWxBcHByb3ZhbFJlc3BvbnNlIgASYQoOU3VibWl0RGVjaXNpb24SJS5jb3VudGVyc2lnbi52MS5TdWJtaXREZWNpc2lvblJlcXVlc3QaJi5jb3VudGVyc2lnbi52MS5TdWJtaXREZWNpc2lvblJlc3BvbnNlIgASYwoOV2F0Y2hBcHByb3ZhbHMSJS5jb3VudGVyc2lnbi52MS5XYXRjaEFwcHJvdmFsc1JlcXVlc3QaJi5jb3VudGVyc2lnbi52MS5XYXRjaEFwcHJvdmFsc1Jlc3BvbnNlIgAwARJqChFSZXJlcXVlc3RBcHByb3ZhbBIoLmNvdW50ZXJzaWduLnYxLlJlcmVxdWVzdEFwcHJvdmFsUmVxdWVzdBopLmNvdW50ZXJzaWduLnYxLlJlcmVxdWVzdEFwcHJvdmFsUmVzcG9uc2UiAGIGcHJvdG8z", [file_countersign_v1_approval, file_countersign_v1_approval_rules, file_google_protobuf_struct]);
 
 /**
  * CreateApprovalRequest describes the action to be approved.
@@ -352,6 +354,133 @@ export const SubmitDecisionResponseSchema: GenMessage<SubmitDecisionResponse> = 
   messageDesc(file_countersign_v1_approval_service, 9);
 
 /**
+ * WatchApprovalsRequest starts a stream of every approval for a decider.
+ *
+ * @generated from message countersign.v1.WatchApprovalsRequest
+ */
+export type WatchApprovalsRequest = Message<"countersign.v1.WatchApprovalsRequest"> & {
+  /**
+   * Approvals to include in the snapshot whatever their state, e.g. those the decider still shows as
+   * pending, so it learns about decisions made while it was disconnected (at most 1000).
+   *
+   * @generated from field: repeated string ids = 1;
+   */
+  ids: string[];
+};
+
+/**
+ * Describes the message countersign.v1.WatchApprovalsRequest.
+ * Use `create(WatchApprovalsRequestSchema)` to create a new message.
+ */
+export const WatchApprovalsRequestSchema: GenMessage<WatchApprovalsRequest> = /*@__PURE__*/
+  messageDesc(file_countersign_v1_approval_service, 10);
+
+/**
+ * WatchApprovalsResponse is one message of a WatchApprovals stream.
+ *
+ * @generated from message countersign.v1.WatchApprovalsResponse
+ */
+export type WatchApprovalsResponse = Message<"countersign.v1.WatchApprovalsResponse"> & {
+  /**
+   * A snapshot of an approval; absent on heartbeats and on the snapshot marker.
+   *
+   * @generated from field: countersign.v1.Approval approval = 1;
+   */
+  approval?: Approval | undefined;
+
+  /**
+   * The rules that govern `approval`.
+   *
+   * @generated from field: countersign.v1.ApprovalRules rules = 2;
+   */
+  rules?: ApprovalRules | undefined;
+
+  /**
+   * True for a keep-alive message sent while nothing changed.
+   *
+   * @generated from field: bool heartbeat = 3;
+   */
+  heartbeat: boolean;
+
+  /**
+   * True on the one message that ends the initial snapshot; every later message is a change.
+   *
+   * @generated from field: bool snapshot_complete = 4;
+   */
+  snapshotComplete: boolean;
+};
+
+/**
+ * Describes the message countersign.v1.WatchApprovalsResponse.
+ * Use `create(WatchApprovalsResponseSchema)` to create a new message.
+ */
+export const WatchApprovalsResponseSchema: GenMessage<WatchApprovalsResponse> = /*@__PURE__*/
+  messageDesc(file_countersign_v1_approval_service, 11);
+
+/**
+ * RerequestApprovalRequest names the approval to ask for again.
+ *
+ * @generated from message countersign.v1.RerequestApprovalRequest
+ */
+export type RerequestApprovalRequest = Message<"countersign.v1.RerequestApprovalRequest"> & {
+  /**
+   * The denied or expired approval.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The person asking (a Slack user id); must be the person the approval was made for (`on_behalf_of`).
+   *
+   * @generated from field: string requested_by = 2;
+   */
+  requestedBy: string;
+
+  /**
+   * Identifier of the click; a retry with the same id returns the same new approval.
+   *
+   * @generated from field: string interaction_id = 3;
+   */
+  interactionId: string;
+};
+
+/**
+ * Describes the message countersign.v1.RerequestApprovalRequest.
+ * Use `create(RerequestApprovalRequestSchema)` to create a new message.
+ */
+export const RerequestApprovalRequestSchema: GenMessage<RerequestApprovalRequest> = /*@__PURE__*/
+  messageDesc(file_countersign_v1_approval_service, 12);
+
+/**
+ * RerequestApprovalResponse returns the new approval.
+ *
+ * @generated from message countersign.v1.RerequestApprovalResponse
+ */
+export type RerequestApprovalResponse = Message<"countersign.v1.RerequestApprovalResponse"> & {
+  /**
+   * The new approval, linked to the old one by its lineage id.
+   *
+   * @generated from field: countersign.v1.Approval approval = 1;
+   */
+  approval?: Approval | undefined;
+
+  /**
+   * False when a retry returned the approval an earlier call with the same interaction id created.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message countersign.v1.RerequestApprovalResponse.
+ * Use `create(RerequestApprovalResponseSchema)` to create a new message.
+ */
+export const RerequestApprovalResponseSchema: GenMessage<RerequestApprovalResponse> = /*@__PURE__*/
+  messageDesc(file_countersign_v1_approval_service, 13);
+
+/**
  * ApprovalService is what requesters (services, CI pipelines, agents) and deciders (the Slack gateway)
  * call. Requesters see only their own approvals.
  *
@@ -411,6 +540,31 @@ export const ApprovalService: GenService<{
     methodKind: "unary";
     input: typeof SubmitDecisionRequestSchema;
     output: typeof SubmitDecisionResponseSchema;
+  },
+  /**
+   * WatchApprovals streams every approval to a decider (the Slack gateway running as its own process): first
+   * a snapshot of every pending approval and of each approval named in the request, then a marker, then
+   * every stored change of every approval, with heartbeats while idle. Each approval comes with the rules
+   * that govern it. A decider that falls too far behind is disconnected (UNAVAILABLE) and watches again.
+   *
+   * @generated from rpc countersign.v1.ApprovalService.WatchApprovals
+   */
+  watchApprovals: {
+    methodKind: "server_streaming";
+    input: typeof WatchApprovalsRequestSchema;
+    output: typeof WatchApprovalsResponseSchema;
+  },
+  /**
+   * RerequestApproval asks again for a denied or expired approval, on behalf of the person it was made for
+   * (the Re-request button in Slack). Only deciders may call it. The new approval keeps the requester,
+   * content and lineage of the old one; the policy's re-request rules apply.
+   *
+   * @generated from rpc countersign.v1.ApprovalService.RerequestApproval
+   */
+  rerequestApproval: {
+    methodKind: "unary";
+    input: typeof RerequestApprovalRequestSchema;
+    output: typeof RerequestApprovalResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_countersign_v1_approval_service, 0);

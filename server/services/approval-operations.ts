@@ -1,4 +1,3 @@
-import { setMaxListeners } from "node:events";
 import { monotonicFactory } from "ulid";
 import type { Clock } from "../domain/clock.js";
 import {
@@ -69,10 +68,13 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
   const newId = options.newId ?? monotonicFactory();
   const maxAttempts = options.maxAttempts ?? 200;
   const listeners = options.listeners ?? [];
-  /** Aborted by `shutdown()`: open watches end with UNAVAILABLE so clients resume on another replica. */
-  const shutdown = new AbortController();
-  // Every open watch listens to it: as many listeners as streams is expected, not a leak.
-  setMaxListeners(0, shutdown.signal);
+  /** Set by `shutdown()`: open watches end with UNAVAILABLE so clients resume on another replica. */
+  let shuttingDown = false;
+  /**
+   * Wakes each open watch at shutdown. A Set, not listeners on an AbortSignal: EventTarget checks every
+   * listener for duplicates on add and remove, which is quadratic with thousands of open watches.
+   */
+  const openWatches = new Set<() => void>();
 
   function emit(event: ApprovalEvent): void {
     for (const listener of listeners) listener(event);
@@ -155,7 +157,8 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
 
     /** Ends every open watch with UNAVAILABLE (graceful shutdown); new watches are refused the same way. */
     shutdown(): void {
-      shutdown.abort();
+      shuttingDown = true;
+      for (const wakeWatch of openWatches) wakeWatch();
     },
 
     /**
@@ -241,9 +244,9 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
       });
       const onAbort = () => wake?.();
       opts.signal.addEventListener("abort", onAbort);
-      shutdown.signal.addEventListener("abort", onAbort);
+      openWatches.add(onAbort);
       const stopping = () => {
-        if (shutdown.signal.aborted) throw new UnavailableError("the server is shutting down; watch again");
+        if (shuttingDown) throw new UnavailableError("the server is shutting down; watch again");
       };
       try {
         stopping();
@@ -281,7 +284,7 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
       } finally {
         wake = undefined;
         opts.signal.removeEventListener("abort", onAbort);
-        shutdown.signal.removeEventListener("abort", onAbort);
+        openWatches.delete(onAbort);
         unsubscribe();
       }
     },
@@ -310,9 +313,9 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
       });
       const onAbort = () => wake?.();
       opts.signal.addEventListener("abort", onAbort);
-      shutdown.signal.addEventListener("abort", onAbort);
+      openWatches.add(onAbort);
       const check = () => {
-        if (shutdown.signal.aborted) throw new UnavailableError("the server is shutting down; watch again");
+        if (shuttingDown) throw new UnavailableError("the server is shutting down; watch again");
         if (overflow) throw new UnavailableError("the watcher fell too far behind; watch again");
       };
       try {
@@ -356,7 +359,7 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
       } finally {
         wake = undefined;
         opts.signal.removeEventListener("abort", onAbort);
-        shutdown.signal.removeEventListener("abort", onAbort);
+        openWatches.delete(onAbort);
         unsubscribe();
       }
     },

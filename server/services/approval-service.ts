@@ -1,5 +1,10 @@
+import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import type { ApprovalService } from "../../gen/countersign/v1/approval_service_pb.js";
+import {
+  type ApprovalService,
+  type WatchApprovalResponse,
+  WatchApprovalResponseSchema,
+} from "../../gen/countersign/v1/approval_service_pb.js";
 import { PermissionDeniedError, UnauthenticatedError } from "../domain/errors.js";
 import { rerequestInput, rerequestKeyPrefix, type VoteInput, validateVote } from "../domain/lifecycle.js";
 import { limits } from "../domain/limits.js";
@@ -19,6 +24,24 @@ export interface ApprovalServiceOptions {
 
 /** Most approval ids a WatchApprovals request may name. */
 const maxWatchIds = 1000;
+
+/**
+ * The WatchApproval message of each stored snapshot, made once and sent to every watcher of it (with
+ * the gRPC transport, also serialized once: see `grpc-server.ts`).
+ */
+const watchMessages = new WeakMap<Approval, WatchApprovalResponse>();
+
+function watchMessage(approval: Approval): WatchApprovalResponse {
+  let message = watchMessages.get(approval);
+  if (message === undefined) {
+    message = create(WatchApprovalResponseSchema, {
+      approval: approvalToMessage(approval),
+      heartbeat: false,
+    });
+    watchMessages.set(approval, message);
+  }
+  return message;
+}
 
 /** The caller of a call, with the role it needs. */
 function caller(ctx: HandlerContext, role: Role): Caller {
@@ -92,7 +115,9 @@ export function createApprovalService(options: ApprovalServiceOptions): ServiceI
           authorize: (a) => checkReader(c, a),
         });
         for await (const event of events) {
-          yield { approval: approvalToMessage(event.approval), heartbeat: event.heartbeat };
+          yield event.heartbeat
+            ? { approval: approvalToMessage(event.approval), heartbeat: true }
+            : watchMessage(event.approval);
         }
       } catch (err) {
         throw toConnectError(err);

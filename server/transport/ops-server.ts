@@ -3,17 +3,41 @@ import * as http from "node:http";
 /** A readiness check: resolves to undefined when ready, or to the reason it is not. */
 export type ReadinessCheck = () => Promise<string | undefined>;
 
+/** The outcome of the readiness checks: each check's "ok" or reason. */
+export interface ReadinessResult {
+  ready: boolean;
+  checks: Record<string, string>;
+}
+
+/** Runs every readiness check; a check that throws reports its message. */
+export async function evaluateReadiness(checks: Record<string, ReadinessCheck>): Promise<ReadinessResult> {
+  const results = await Promise.all(
+    Object.entries(checks).map(async ([name, check]) => {
+      try {
+        return [name, (await check()) ?? "ok"] as const;
+      } catch (err) {
+        return [name, (err as Error).message] as const;
+      }
+    }),
+  );
+  return { ready: results.every(([, r]) => r === "ok"), checks: Object.fromEntries(results) };
+}
+
 /** Options of `createOpsServer`. */
 export interface OpsServerOptions {
   /** Each named check must pass for `/readyz` to answer 200. */
   readiness: Record<string, ReadinessCheck>;
+  /** Called with the result of every `/readyz` evaluation (gRPC health follows it). */
+  onReadiness?: (result: ReadinessResult) => void;
+  /** More GET routes by path, e.g. `/metrics`. */
+  routes?: Record<string, http.RequestListener>;
   /** Reported by `/version`. */
   version: string;
 }
 
 /**
  * The operations endpoint: `/healthz` (the process is alive) and `/readyz` (every readiness check
- * passes), as JSON.
+ * passes), as JSON, and the extra `routes` (`/metrics`).
  */
 export function createOpsServer(options: OpsServerOptions): http.Server {
   return http.createServer((req, res) => {
@@ -35,27 +59,26 @@ export function createOpsServer(options: OpsServerOptions): http.Server {
       return;
     }
     if (path === "/readyz") {
-      const entries = Object.entries(options.readiness);
-      Promise.all(
-        entries.map(async ([name, check]) => {
-          try {
-            return [name, (await check()) ?? "ok"] as const;
-          } catch (err) {
-            return [name, (err as Error).message] as const;
-          }
-        }),
-      ).then(
-        (results) => {
-          const ready = results.every(([, r]) => r === "ok");
-          send(ready ? 200 : 503, {
-            status: ready ? "ready" : "not ready",
-            checks: Object.fromEntries(results),
+      evaluateReadiness(options.readiness).then(
+        (result) => {
+          options.onReadiness?.(result);
+          send(result.ready ? 200 : 503, {
+            status: result.ready ? "ready" : "not ready",
+            checks: result.checks,
           });
         },
         () => send(503, { status: "not ready" }),
       );
       return;
     }
-    send(404, { error: "not found", paths: ["/healthz", "/readyz", "/version"] });
+    const route = path === undefined ? undefined : options.routes?.[path];
+    if (route !== undefined) {
+      route(req, res);
+      return;
+    }
+    send(404, {
+      error: "not found",
+      paths: ["/healthz", "/readyz", "/version", ...Object.keys(options.routes ?? {})],
+    });
   });
 }

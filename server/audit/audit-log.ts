@@ -1,0 +1,307 @@
+import { hostname } from "node:os";
+import { pino } from "pino";
+import { monotonicFactory } from "ulid";
+import { type Clock, systemClock } from "../domain/clock.js";
+import type { Approval, JsonObject, Redaction } from "../domain/types.js";
+import type { PolicyReloadEvent } from "../policy/policy-holder.js";
+import type { ApprovalEvent, ApprovalEventListener } from "../services/approval-events.js";
+import type { SecurityEventType } from "../telemetry/security-events.js";
+import { type AuditEventType, type AuditOutcome, genesisHash, sealLine } from "./audit-record.js";
+
+/** Options of `createAuditLog`. */
+export interface AuditLogOptions {
+  /**
+   * Where the lines go: `"stdout"` (or `"-"`), or a file path (appended to; its directory is created).
+   * @default "stdout"
+   */
+  destination?: string;
+  /** Source of each line's `time`. @default systemClock */
+  clock?: Clock;
+  /** This process's chain id. @default a new ULID */
+  chainId?: string;
+  /** Receives write errors (e.g. a full disk) and listener failures; the service keeps running. */
+  onError?: (err: Error) => void;
+}
+
+/** An unauthorized attempt seen by the transport (no certificate, wrong role, another client's approval). */
+export interface UnauthorizedAttempt {
+  /** The identity of the client, or "" without a certificate. */
+  caller: string;
+  /** `service/method` of the call. */
+  rpc: string;
+  /** The approval the call named, if any. */
+  approvalId?: string;
+  /** The person the call acted for (e.g. the approver of a decision), when it names one. */
+  actor?: string;
+  /** Why it was refused, as the caller was told. */
+  message: string;
+}
+
+/** The audit log of this process: one hash-chained JSON line per event. */
+export interface AuditLog {
+  /** This process's chain id. */
+  readonly chain: string;
+  /** Number of lines written so far (the seq of the last line). */
+  readonly seq: number;
+  /** Receives approval events from the application layer. */
+  readonly listener: ApprovalEventListener;
+  /** Records a policy load or reload (applied, unchanged or rejected). */
+  policyReloaded(event: PolicyReloadEvent): void;
+  /** Records an unauthorized attempt the application layer did not see. */
+  unauthorized(attempt: UnauthorizedAttempt): void;
+  /** Records a security event other than `unauthorized` (bad admin token, rate limited, Slack checks). */
+  security(event: Exclude<SecurityEventType, "unauthorized">, details: JsonObject): void;
+  /** Records a reminder sent to an approval's approvers. */
+  reminded(approval: Approval, details?: JsonObject): void;
+  /** Records the escalation of an approval. */
+  escalated(approval: Approval, details?: JsonObject): void;
+  /** Resolves once the destination is open; rejects when it cannot be opened. */
+  ready(): Promise<void>;
+  /** Writes `audit_stopped`, flushes everything and closes the destination (never stdout itself). */
+  close(): Promise<void>;
+}
+
+/** True when approvers may see param `key` under `redaction`; hidden params never reach the audit log. */
+export function isParamVisible(key: string, redaction: Redaction): boolean {
+  switch (redaction.mode) {
+    case "none":
+      return true;
+    case "all":
+      return false;
+    case "allowlist":
+      return redaction.keys.includes(key);
+    case "denylist":
+      return !redaction.keys.includes(key);
+  }
+}
+
+/** The fields every approval event carries. */
+function approvalFields(approval: Approval, actor: string): JsonObject {
+  return {
+    approval_id: approval.id,
+    action: approval.action,
+    actor,
+    policy: approval.policyName,
+    policy_sha256: approval.policySha256,
+    params_sha256: approval.paramsSha256,
+  };
+}
+
+/** The audit line type and outcome of a terminal transition. */
+function terminalType(approval: Approval): { type: AuditEventType; outcome: AuditOutcome } {
+  switch (approval.state) {
+    case "approved":
+    case "denied":
+      return { type: approval.adminOverride ? "admin_resolved" : "decided", outcome: approval.state };
+    case "cancelled":
+      return { type: approval.adminOverride ? "admin_cancelled" : "cancelled", outcome: "cancelled" };
+    case "expired":
+      return { type: "expired", outcome: "expired" };
+    case "pending":
+      throw new Error(`approval ${approval.id} is not terminal`);
+  }
+}
+
+/** The audit fields of one approval event. */
+function approvalEventLine(event: ApprovalEvent): { type: AuditEventType; fields: JsonObject } {
+  const a = event.approval;
+  switch (event.type) {
+    case "created":
+      return {
+        type: "created",
+        fields: {
+          ...approvalFields(a, event.actor),
+          on_behalf_of: a.onBehalfOf,
+          expire_time: new Date(a.expireTime).toISOString(),
+          ...(a.rerequestOf === "" ? {} : { rerequest_of: a.rerequestOf }),
+        },
+      };
+    case "vote":
+      return {
+        type: "vote",
+        fields: {
+          ...approvalFields(a, event.vote.approver),
+          decision: event.vote.decision,
+          reason: event.vote.reason,
+          ...(event.vote.stage === "" ? {} : { stage: event.vote.stage }),
+          submitted_by: event.vote.submittedBy,
+          ...(event.vote.interactionId === "" ? {} : { interaction_id: event.vote.interactionId }),
+        },
+      };
+    case "edit_applied":
+      return {
+        type: "edit_applied",
+        fields: {
+          ...approvalFields(a, event.edit.editor),
+          params_sha256_before: event.edit.paramsSha256Before,
+          // Values only of params approvers may see; the others are named, never shown.
+          changes: event.edit.changes.map((c): JsonObject => {
+            if (!isParamVisible(c.key, a.rules.redaction)) return { key: c.key, redacted: true };
+            return {
+              key: c.key,
+              ...(c.before === undefined ? {} : { before: c.before }),
+              ...(c.after === undefined ? {} : { after: c.after }),
+            };
+          }),
+        },
+      };
+    case "edit_rejected":
+      return {
+        type: "edit_rejected",
+        fields: {
+          ...approvalFields(a, event.actor),
+          violations: event.violations.map((v) => ({ field: v.field, description: v.description })),
+        },
+      };
+    case "refused":
+      return {
+        type: event.reason === "permission_denied" ? "unauthorized" : "refused",
+        fields: { ...approvalFields(a, event.actor), operation: event.operation, message: event.message },
+      };
+    case "terminal": {
+      const { type, outcome } = terminalType(a);
+      return {
+        type,
+        fields: {
+          ...approvalFields(a, event.actor),
+          outcome,
+          decided_by: a.decidedBy,
+          reason: a.reason,
+          ...(a.adminOverride ? { admin_override: true } : {}),
+          approvals: a.votes.filter((v) => v.decision === "approve").map((v) => v.approver),
+          denials: a.votes.filter((v) => v.decision === "deny").map((v) => v.approver),
+          latency_ms: Math.max(0, a.decideTime - a.createTime),
+        },
+      };
+    }
+  }
+}
+
+/**
+ * Creates the audit log: every event becomes one JSON line, hash-chained per process (see
+ * `audit-record.ts`), written through pino's asynchronous destination (sonic-boom) so that create and
+ * decide never wait for the disk. A line is serialised once, canonically, because its hash is over those
+ * bytes. Params are never written (only their hash); edited values only for params the policy shows.
+ */
+export function createAuditLog(options: AuditLogOptions = {}): AuditLog {
+  const clock = options.clock ?? systemClock;
+  const chain = options.chainId ?? monotonicFactory()();
+  const target = options.destination ?? "stdout";
+  const toStdout = target === "stdout" || target === "-";
+  const destination = pino.destination({
+    dest: toStdout ? 1 : target,
+    sync: false,
+    mkdir: !toStdout,
+    append: true,
+    minLength: 0,
+  });
+  const onError = options.onError ?? (() => undefined);
+  let openError: Error | undefined;
+  const opened = toStdout
+    ? Promise.resolve()
+    : new Promise<void>((resolve, reject) => {
+        destination.once("ready", () => resolve());
+        destination.once("error", (err: Error) => {
+          openError = err;
+          reject(err);
+        });
+      });
+  opened.catch(() => undefined);
+  destination.on("error", (err: Error) => {
+    if (err !== openError) onError(err);
+  });
+
+  let seq = 0;
+  let prevHash = genesisHash;
+  let closed = false;
+
+  function write(type: AuditEventType, fields: JsonObject): void {
+    if (closed) return;
+    seq += 1;
+    const { line, hash } = sealLine({
+      type,
+      time: new Date(clock.now()).toISOString(),
+      ...fields,
+      chain,
+      seq,
+      prev_hash: prevHash,
+    });
+    prevHash = hash;
+    destination.write(`${line}\n`);
+  }
+
+  const guarded =
+    <A extends unknown[]>(fn: (...args: A) => void) =>
+    (...args: A): void => {
+      try {
+        fn(...args);
+      } catch (err) {
+        onError(err as Error);
+      }
+    };
+
+  write("audit_started", { host: hostname(), pid: process.pid });
+
+  return {
+    chain,
+    get seq() {
+      return seq;
+    },
+    listener: guarded((event: ApprovalEvent) => {
+      const { type, fields } = approvalEventLine(event);
+      write(type, fields);
+    }),
+    policyReloaded: guarded((event: PolicyReloadEvent) => {
+      if (event.outcome === "rejected") {
+        write("policy_reload_failed", {
+          trigger: event.trigger,
+          ...(event.current === undefined ? {} : { policy_sha256: event.current.sha256 }),
+          problems: event.error.problems.map((p) => ({ path: p.path, message: p.message })),
+        });
+        return;
+      }
+      write("policy_reloaded", {
+        trigger: event.trigger,
+        outcome: event.outcome,
+        policy_sha256: event.current.sha256,
+        ...(event.outcome === "applied" && event.previousSha256 !== undefined
+          ? { previous_sha256: event.previousSha256 }
+          : {}),
+        policies: event.current.policySet.policies.length,
+      });
+    }),
+    unauthorized: guarded((attempt: UnauthorizedAttempt) => {
+      write("unauthorized", {
+        ...(attempt.approvalId === undefined || attempt.approvalId === ""
+          ? {}
+          : { approval_id: attempt.approvalId }),
+        actor: attempt.actor ?? attempt.caller,
+        caller: attempt.caller,
+        rpc: attempt.rpc,
+        message: attempt.message,
+      });
+    }),
+    security: guarded((event: Exclude<SecurityEventType, "unauthorized">, details: JsonObject) => {
+      write("security", { event, ...details });
+    }),
+    reminded: guarded((approval: Approval, details: JsonObject = {}) => {
+      write("reminded", { ...approvalFields(approval, "system"), ...details });
+    }),
+    escalated: guarded((approval: Approval, details: JsonObject = {}) => {
+      write("escalated", { ...approvalFields(approval, "system"), ...details });
+    }),
+    ready: () => opened,
+    async close() {
+      if (closed) return;
+      write("audit_stopped", { events: seq + 1 });
+      closed = true;
+      if (openError !== undefined) return;
+      await opened;
+      // Ending flushes what is buffered; sonic-boom never closes stdout itself.
+      await new Promise<void>((resolve) => {
+        destination.once("close", () => resolve());
+        destination.end();
+      });
+    },
+  };
+}

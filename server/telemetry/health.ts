@@ -1,0 +1,81 @@
+import type { HealthImplementation } from "grpc-health-check";
+import { evaluateReadiness, type ReadinessCheck, type ReadinessResult } from "../transport/ops-server.js";
+
+/** Options of `createReadinessMonitor`. */
+export interface ReadinessMonitorOptions {
+  /** The same checks as `/readyz`. */
+  checks: Record<string, ReadinessCheck>;
+  /** The gRPC health service to keep in step. */
+  health: HealthImplementation;
+  /** Services whose status follows readiness, besides the overall status (""). */
+  services: readonly string[];
+  /** How often the checks run when nobody asks `/readyz`. @default 5000 */
+  intervalMs?: number;
+  /** Called when readiness changes. */
+  onChange?: (result: ReadinessResult) => void;
+}
+
+/** Keeps `grpc.health.v1` in step with readiness. */
+export interface ReadinessMonitor {
+  /** Applies a readiness result (from `/readyz` or the periodic check). */
+  report(result: ReadinessResult): void;
+  /** Runs the checks now and applies the result. */
+  check(): Promise<ReadinessResult>;
+  /** Runs the checks now and then every `intervalMs`. */
+  start(): void;
+  /** Stops them and reports NOT_SERVING (the server is going away). */
+  stop(): void;
+}
+
+/**
+ * `grpc.health.v1` status following readiness: SERVING while every readiness check passes, NOT_SERVING
+ * otherwise and after `stop()`. The checks run every `intervalMs` and on every `/readyz`, so gRPC
+ * health probes (Kubernetes `grpc` probes) see what `/readyz` sees.
+ */
+export function createReadinessMonitor(options: ReadinessMonitorOptions): ReadinessMonitor {
+  const { health } = options;
+  const names = ["", ...options.services];
+  let ready: boolean | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+
+  const set = (serving: boolean) => {
+    for (const name of names) health.setStatus(name, serving ? "SERVING" : "NOT_SERVING");
+  };
+  const report = (result: ReadinessResult) => {
+    if (stopped || result.ready === ready) return;
+    ready = result.ready;
+    set(result.ready);
+    options.onChange?.(result);
+  };
+  const check = async () => {
+    const result = await evaluateReadiness(options.checks);
+    report(result);
+    return result;
+  };
+  let checking = false;
+
+  return {
+    report,
+    check,
+    start() {
+      if (timer !== undefined || stopped) return;
+      const run = () => {
+        if (checking) return;
+        checking = true;
+        void check().finally(() => {
+          checking = false;
+        });
+      };
+      run();
+      timer = setInterval(run, options.intervalMs ?? 5_000);
+      timer.unref();
+    },
+    stop() {
+      stopped = true;
+      if (timer !== undefined) clearInterval(timer);
+      timer = undefined;
+      set(false);
+    },
+  };
+}

@@ -1,0 +1,247 @@
+import type * as http from "node:http";
+import type { Interceptor } from "@connectrpc/connect";
+import { type Attributes, SpanKind, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
+import type { Logger } from "pino";
+import { type AuditLog, createAuditLog } from "../audit/audit-log.js";
+import type { Clock } from "../domain/clock.js";
+import type { JsonObject } from "../domain/types.js";
+import type { PolicyReloadEvent } from "../policy/policy-holder.js";
+import type { ApprovalEvent, ApprovalEventListener } from "../services/approval-events.js";
+import type { SlackGatewayEvent } from "../slack/gateway-events.js";
+import type { ApprovalStore } from "../store/approval-store.js";
+import { isGrpcInstrumented } from "./grpc-instrumentation.js";
+import { createMetrics, type Metrics } from "./metrics.js";
+import {
+  approvalIdAttribute,
+  createMetricsInterceptor,
+  createTracingInterceptor,
+} from "./rpc-interceptors.js";
+import type { SecurityEventType } from "./security-events.js";
+import { reportSchedulerRuns, traceStore } from "./traced-store.js";
+import { startTracing, type Tracing, type TracingOptions } from "./tracing.js";
+
+/** Options of `createObservability`. */
+export interface ObservabilityOptions {
+  clock: Clock;
+  logger: Logger;
+  /** Audit log destination: a file path, or `"stdout"`. @default "stdout" */
+  auditDestination?: string;
+  /** Tracing; off when undefined. */
+  tracing?: TracingOptions;
+  /** Node process metrics. @default true */
+  processMetrics?: boolean;
+}
+
+/** Audit, metrics and tracing of one server, wired to the application layer and the transports. */
+export interface Observability {
+  readonly audit: AuditLog;
+  readonly metrics: Metrics;
+  /** Undefined when tracing is off. */
+  readonly tracing: Tracing | undefined;
+  /** For `createApprovalOperations`. */
+  readonly listeners: ApprovalEventListener[];
+  /** To run before every other interceptor, on both transports. */
+  readonly interceptors: Interceptor[];
+  /** Extra ops-server routes: `/metrics`. */
+  readonly opsRoutes: Record<string, http.RequestListener>;
+  /** For the policy holder's `onReload`. */
+  policyReloaded(event: PolicyReloadEvent): void;
+  /**
+   * Counts and audits a security event seen outside the application layer: a bad admin token, a rate
+   * limited create, a Slack request with a bad signature, a stale timestamp or a replay. (Unauthorized
+   * attempts are reported by the application layer and the metrics interceptor.)
+   */
+  security(type: Exclude<SecurityEventType, "unauthorized">, details: JsonObject): void;
+  /** The store the server should use (traced when tracing is on); its gauges are read at each scrape. */
+  store(store: ApprovalStore): ApprovalStore;
+  /** The store the scheduler should use: each of its runs is reported to metrics. */
+  schedulerStore(store: ApprovalStore): ApprovalStore;
+  /**
+   * Receives the Slack gateway's events (its `onEvent`): API calls, 429s and retries, the outbound queue,
+   * refused requests (bad signature, stale timestamp, replay) and clicks refused by the gateway itself.
+   */
+  slackListener(event: SlackGatewayEvent): void;
+  /** Flushes and closes the audit log and the tracer. */
+  close(): Promise<void>;
+}
+
+/**
+ * A span for one Slack Web API call, made from the gateway's report when the call has ended (it began
+ * `durationMs` earlier): method, outcome, HTTP status, retry count, whether Slack answered 429.
+ */
+function slackCallSpan(tracer: Tracer, event: Extract<SlackGatewayEvent, { type: "api_call" }>): void {
+  const end = Date.now();
+  const span = tracer.startSpan(`slack ${event.method}`, {
+    kind: SpanKind.CLIENT,
+    startTime: end - event.durationMs,
+    attributes: {
+      "slack.method": event.method,
+      "slack.outcome": event.outcome,
+      "slack.retry_count": event.attempt - 1,
+      "slack.rate_limited": event.outcome === "rate_limited",
+      "http.response.status_code": event.status,
+      ...(event.error === "" ? {} : { "slack.error": event.error }),
+    },
+  });
+  if (event.outcome !== "ok")
+    span.setStatus({ code: SpanStatusCode.ERROR, message: event.error || event.outcome });
+  span.end(end);
+}
+
+/** Span event attributes of an approval event. */
+function spanEventAttributes(event: ApprovalEvent): Attributes {
+  switch (event.type) {
+    case "created":
+      return { action: event.approval.action, state: event.approval.state };
+    case "vote":
+      return { decision: event.vote.decision, approver: event.vote.approver };
+    case "terminal":
+      return { outcome: event.approval.state, decided_by: event.approval.decidedBy };
+    case "refused":
+      return { reason: event.reason, actor: event.actor };
+    case "edit_applied":
+      return { keys: event.edit.changes.map((c) => c.key).join(",") };
+    case "edit_rejected":
+      return { violations: event.violations.length };
+  }
+}
+
+/**
+ * Builds the audit log (opened before this resolves), the metrics and, when configured, tracing, and the
+ * listeners and interceptors that feed them. An unauthorized attempt is counted and audited once: by the
+ * application layer's `refused` event when it saw the attempt, else by the transport.
+ * @throws Error when the audit file cannot be opened
+ */
+export async function createObservability(options: ObservabilityOptions): Promise<Observability> {
+  const { clock, logger } = options;
+  const destination = options.auditDestination ?? "stdout";
+  const audit = createAuditLog({
+    destination,
+    clock,
+    onError: (err) => logger.error({ err: err.message }, "audit log write failed"),
+  });
+  try {
+    await audit.ready();
+  } catch (err) {
+    throw new Error(`cannot open the audit file ${destination}: ${(err as Error).message}`);
+  }
+  const metrics = createMetrics({ clock, processMetrics: options.processMetrics ?? true });
+  const tracing = options.tracing === undefined ? undefined : startTracing(options.tracing);
+  if (tracing !== undefined && !isGrpcInstrumented()) {
+    logger.warn(
+      "tracing is on but gRPC spans are off: grpc-js was loaded before the instrumentation " +
+        "(start with `countersign serve`, or node --import ./dist/server/telemetry/register.js)",
+    );
+  }
+
+  const reported = new WeakSet<object>();
+  const listeners: ApprovalEventListener[] = [
+    (event) => {
+      if (event.type === "refused") reported.add(event.error);
+    },
+    audit.listener,
+    metrics.listener,
+  ];
+  if (tracing !== undefined) {
+    listeners.push((event) => {
+      const span = trace.getActiveSpan();
+      if (span === undefined) return;
+      span.setAttribute(approvalIdAttribute, event.approval.id);
+      span.addEvent(`approval.${event.type}`, spanEventAttributes(event));
+    });
+  }
+
+  const interceptors: Interceptor[] = [
+    ...(tracing === undefined ? [] : [createTracingInterceptor(tracing.tracer)]),
+    createMetricsInterceptor({
+      metrics,
+      onRefused: (call) => {
+        const cause = call.error.cause;
+        if (typeof cause === "object" && cause !== null && reported.has(cause)) return;
+        metrics.security("unauthorized");
+        audit.unauthorized({
+          caller: call.caller,
+          rpc: call.rpc,
+          ...(call.approvalId === undefined ? {} : { approvalId: call.approvalId }),
+          ...(call.approver === undefined ? {} : { actor: call.approver }),
+          message: call.error.rawMessage,
+        });
+      },
+    }),
+  ];
+
+  const metricsRoute: http.RequestListener = (_req, res) => {
+    metrics.render().then(
+      ({ contentType, text }) => {
+        res.writeHead(200, { "content-type": contentType, "cache-control": "no-store" });
+        res.end(text);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "metrics collection failed");
+        res.writeHead(500, { "content-type": "text/plain" });
+        res.end("metrics collection failed\n");
+      },
+    );
+  };
+
+  return {
+    audit,
+    metrics,
+    tracing,
+    listeners,
+    interceptors,
+    opsRoutes: { "/metrics": metricsRoute },
+    policyReloaded(event) {
+      audit.policyReloaded(event);
+      metrics.policyReloaded(event);
+    },
+    security(type, details) {
+      metrics.security(type);
+      audit.security(type, details);
+    },
+    store(store) {
+      metrics.observeStore(store);
+      return tracing === undefined ? store : traceStore(store, tracing.tracer);
+    },
+    schedulerStore(store) {
+      return reportSchedulerRuns(store, () => metrics.schedulerRan());
+    },
+    slackListener(event) {
+      switch (event.type) {
+        case "api_call":
+          metrics.slack.apiCall(event.method, event.outcome);
+          if (event.attempt > 1) metrics.slack.retry(event.method);
+          if (tracing !== undefined) slackCallSpan(tracing.tracer, event);
+          return;
+        case "queue":
+          metrics.slack.queue(event.depth, event.oldestAgeMs / 1000);
+          return;
+        case "security":
+          metrics.security(event.kind);
+          audit.security(event.kind, { reason: event.reason, remote_address: event.remoteAddress });
+          return;
+        case "unauthorized":
+          // A refusal of the API itself is already reported by the application layer or the interceptor.
+          if (event.source === "service") return;
+          metrics.security("unauthorized");
+          audit.unauthorized({
+            caller: "slack-gateway",
+            rpc: `slack/${event.action}`,
+            approvalId: event.approvalId,
+            actor: event.user,
+            message: event.message,
+          });
+          return;
+        case "rate_limited":
+        case "post_recovered":
+        case "post_failed":
+          // 429s are counted from their api_call event; the others are in the gateway's logs.
+          return;
+      }
+    },
+    async close() {
+      await audit.close();
+      await tracing?.shutdown();
+    },
+  };
+}

@@ -2,30 +2,54 @@ import type * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Interceptor } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { type Logger, pino } from "pino";
 import { AdminService } from "../gen/countersign/v1/admin_service_pb.js";
 import { ApprovalService } from "../gen/countersign/v1/approval_service_pb.js";
+import { EchoService } from "../gen/countersign/bench/v1/echo_pb.js";
+import { createEchoService } from "./bench/echo-service.js";
+import { createArchiveWriter } from "./archive/archive-writer.js";
 import type { ServeConfig } from "./config/config.js";
+import { version } from "./version.js";
 import { type Clock, systemClock } from "./domain/clock.js";
+import { UnavailableError } from "./domain/errors.js";
 import { createPolicyHolder } from "./policy/policy-holder.js";
+import { createRetention } from "./scheduler/retention.js";
 import { createScheduler } from "./scheduler/scheduler.js";
 import { createAdminService } from "./services/admin-service.js";
 import { type ApprovalOperations, createApprovalOperations } from "./services/approval-operations.js";
 import { createApprovalService } from "./services/approval-service.js";
 import type { ApprovalStore } from "./store/approval-store.js";
+import { type Claims, createMemoryClaims } from "./store/claims.js";
 import { createMemoryApprovalStore } from "./store/memory-approval-store.js";
+import { openRedisBackend, type RedisBackend } from "./store/redis-backend.js";
+import { createReadinessMonitor } from "./telemetry/health.js";
+import { createObservability } from "./telemetry/observability.js";
 import { closeConnectServer, createConnectServer } from "./transport/connect-server.js";
 import { createGrpcServer, type HostedService, hostService } from "./transport/grpc-server.js";
 import { createAdminAuthInterceptor, createIdentityInterceptor } from "./transport/interceptors.js";
-import { createOpsServer } from "./transport/ops-server.js";
+import { createOpsServer, type ReadinessCheck } from "./transport/ops-server.js";
 import { createRateLimitInterceptor, createTokenBucket } from "./transport/rate-limit.js";
 import { TlsMaterial } from "./transport/tls.js";
+import type { SlackGateway } from "./slack/gateway.js";
+import type { SlackGatewayEvent } from "./slack/gateway-events.js";
+import { createRedisLeases } from "./slack/redis-leases.js";
+import { createRedisSlackMessageStore } from "./slack/redis-slack-message-store.js";
+import {
+  type SlackGatewayDependencies,
+  startInProcessSlackGateway,
+  startRemoteSlackGateway,
+} from "./slack/start-slack-gateway.js";
 
 /** Things a test or an embedding program may replace. */
 export interface ServerDependencies {
   logger?: Logger;
   clock?: Clock;
   store?: ApprovalStore;
+  /** Trace to this exporter, span by span (tests: an in-memory exporter), whatever the config says. */
+  spanExporter?: SpanExporter;
+  /** The Slack gateway's event listener, stores and timings (when it runs). */
+  slack?: SlackGatewayDependencies;
 }
 
 /** How long calls in flight may take to finish on shutdown before connections are closed. */
@@ -41,6 +65,10 @@ export interface RunningServer {
   opsUrl: string;
   operations: ApprovalOperations;
   store: ApprovalStore;
+  /** "Exactly one replica does this" claims, shared through the store (for timers that must fire once). */
+  claims: Claims;
+  /** URL of the Slack interactivity endpoint, when the Slack gateway runs over HTTP in this process. */
+  slackEventsUrl?: string;
   /** Re-reads the policy file (as SIGHUP does); a bad file keeps the current set. */
   reloadPolicies(): Promise<void>;
   /** Stops accepting calls, ends open streams and releases everything. */
@@ -71,10 +99,22 @@ export async function startServer(
 ): Promise<RunningServer> {
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: "countersign" } });
   const clock = deps.clock ?? systemClock;
+  // Audit, metrics and tracing come first: they see the first policy load.
+  const observability = await createObservability({
+    clock,
+    logger,
+    ...(config.auditFile === undefined ? {} : { auditDestination: config.auditFile }),
+    ...(deps.spanExporter !== undefined
+      ? { tracing: { exporter: deps.spanExporter, batch: false } }
+      : config.tracing === undefined
+        ? {}
+        : { tracing: { exporter: config.tracing.exporter } }),
+  });
 
   const policies = createPolicyHolder({
     path: config.policyFile,
     onReload: (event) => {
+      observability.policyReloaded(event);
       if (event.outcome === "rejected")
         logger.error(
           { trigger: event.trigger, problems: event.error.problems },
@@ -94,17 +134,33 @@ export async function startServer(
     "policies loaded",
   );
 
+  const onListenerError = (err: unknown) => logger.error({ err }, "change listener failed");
+  const redisBackend =
+    deps.store === undefined && config.redis !== undefined
+      ? openRedisBackend(config.redis, logger, onListenerError)
+      : undefined;
   const store =
     deps.store ??
-    createMemoryApprovalStore({
-      onListenerError: (err) => logger.error({ err }, "change listener failed"),
-    });
-  const operations = createApprovalOperations({ store, policies, clock });
+    redisBackend?.store ??
+    createMemoryApprovalStore({ onListenerError, now: () => clock.now() });
+  const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
+  // Traced (when tracing is on) for the calls that serve RPCs; the scheduler's polling is not traced.
+  const tracedStore = observability.store(store);
+  const operations = createApprovalOperations({
+    store: tracedStore,
+    policies,
+    clock,
+    listeners: observability.listeners,
+  });
+  const approvalService = createApprovalService({ operations, heartbeatMs: config.heartbeatMs });
   const services: HostedService[] = [
-    hostService(ApprovalService, createApprovalService({ operations, heartbeatMs: config.heartbeatMs })),
-    hostService(AdminService, createAdminService({ operations, store, policies, clock })),
+    hostService(ApprovalService, approvalService),
+    hostService(AdminService, createAdminService({ operations, store: tracedStore, policies, clock })),
+    // The benchmark's floor (`npm run bench`): hosted like the others, through the same interceptors.
+    ...(config.benchEcho === true ? [hostService(EchoService, createEchoService())] : []),
   ];
   const interceptors: Interceptor[] = [
+    ...observability.interceptors,
     createIdentityInterceptor({
       ...(config.developmentIdentity === undefined
         ? {}
@@ -114,20 +170,52 @@ export async function startServer(
     }),
     createAdminAuthInterceptor({
       token: config.adminToken,
-      onRefused: (reason) => logger.warn({ security_event: "bad_admin_token", reason }, "admin call refused"),
+      onRefused: (reason) => {
+        observability.security("bad_admin_token", { reason });
+        logger.warn({ security_event: "bad_admin_token", reason }, "admin call refused");
+      },
     }),
     ...(config.createRateLimit === undefined
       ? []
       : [
           createRateLimitInterceptor({
-            bucket: createTokenBucket(config.createRateLimit),
+            // With Redis, the counters are shared by every replica.
+            bucket: createTokenBucket(config.createRateLimit, redisBackend?.connections.command),
             trustedProxies: config.trustedProxies,
-            onLimited: (client) =>
-              logger.warn({ security_event: "rate_limited", client }, "create rate limited"),
+            onLimited: (client) => {
+              observability.security("rate_limited", { client });
+              logger.warn({ security_event: "rate_limited", client }, "create rate limited");
+            },
             onError: (err) => logger.error({ err }, "rate limiter failed; create allowed"),
           }),
         ]),
   ];
+
+  let slackGateway: SlackGateway | undefined;
+  if (config.slack !== undefined) {
+    try {
+      slackGateway = await startInProcessSlackGateway(config.slack, {
+        clock,
+        logger: logger.child({ component: "slack" }),
+        claims,
+        approvalService,
+        interceptors,
+        operations,
+        deps: slackDeps(
+          { ...sharedSlackState(redisBackend), ...deps.slack },
+          logger,
+          observability.slackListener,
+        ),
+      });
+    } catch (err) {
+      await store.close();
+      await policies.close();
+      await observability.close();
+      throw err;
+    }
+  } else {
+    logger.info("Slack gateway off: SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not set");
+  }
 
   let tls: TlsMaterial | undefined;
   if (config.tls !== undefined) {
@@ -181,24 +269,57 @@ export async function startServer(
   });
   const connectPort = await listen(connectServer, config.connectListen.host, config.connectListen.port);
 
-  const opsServer = createOpsServer({
-    readiness: {
-      policy: async () => (policies.current() === undefined ? "no policy loaded" : undefined),
-      store: async () => {
-        await store.ping();
-        return undefined;
-      },
+  // The Slack gateway's "queue not stuck" check joins these when the gateway runs in this process.
+  const readiness: Record<string, ReadinessCheck> = {
+    policy: async () => (policies.current() === undefined ? "no policy loaded" : undefined),
+    store: async () => {
+      await store.ping();
+      return undefined;
     },
+  };
+  if (slackGateway !== undefined) readiness.slack = slackReadiness(slackGateway);
+  // grpc.health.v1 follows readiness: on every /readyz and every 5 s.
+  const readinessMonitor = createReadinessMonitor({
+    checks: readiness,
+    health: grpcHost.health,
+    services: [ApprovalService.typeName, AdminService.typeName],
+    onChange: (result) => logger.info({ ready: result.ready, checks: result.checks }, "readiness changed"),
+  });
+  const opsServer = createOpsServer({
+    version,
+    readiness,
+    onReadiness: (result) => readinessMonitor.report(result),
+    routes: observability.opsRoutes,
   });
   const opsPort = await listen(opsServer, config.opsListen.host, config.opsListen.port);
 
   const scheduler = createScheduler({
-    store,
+    store: observability.schedulerStore(store),
     operations,
     clock,
-    onError: (err) => logger.error({ err }, "scheduler run failed"),
+    onError: (err) => {
+      // While the store is down every run fails the same way: say so once in a while, not 4 times a second.
+      if (err instanceof UnavailableError && clock.now() - lastUnavailableLog < 30_000) return;
+      if (err instanceof UnavailableError) lastUnavailableLog = clock.now();
+      logger.error({ err }, "scheduler run failed");
+    },
+    ...(config.archiveDir === undefined
+      ? {}
+      : {
+          retention: createRetention({
+            store,
+            claims,
+            clock,
+            archive: createArchiveWriter({ dir: config.archiveDir }),
+            retentionMs: config.retentionMs,
+          }),
+        }),
   });
+  let lastUnavailableLog = Number.NEGATIVE_INFINITY;
+  if (config.archiveDir === undefined)
+    logger.warn("no --archive-dir: finished approvals are kept in the store, never archived or purged");
   scheduler.start();
+  readinessMonitor.start();
   if (config.watchPolicy) policies.watch();
 
   const scheme = tls === undefined ? "http" : "https";
@@ -208,6 +329,8 @@ export async function startServer(
     opsUrl: `http://${hostPort(config.opsListen.host, opsPort)}`,
     operations,
     store,
+    claims,
+    ...(slackGateway?.eventsUrl === undefined ? {} : { slackEventsUrl: slackGateway.eventsUrl }),
     async reloadPolicies() {
       // The outcome, good or bad, is logged by onReload.
       await policies.reload({ dryRun: false }).catch(() => undefined);
@@ -215,7 +338,8 @@ export async function startServer(
     async close() {
       // Graceful: report not serving, end open watches with UNAVAILABLE (clients resume on another
       // replica), stop accepting, let calls in flight finish (bounded), then release everything.
-      grpcHost.health.setStatus("", "NOT_SERVING");
+      readinessMonitor.stop();
+      await slackGateway?.close();
       await scheduler.stop();
       operations.shutdown();
       await Promise.all([
@@ -235,11 +359,109 @@ export async function startServer(
       tls?.close();
       await policies.close();
       await store.close();
+      await observability.close();
     },
   };
   logger.info(
-    { grpc: running.grpcAddress, connect: running.connectUrl, ops: running.opsUrl, tls: tls !== undefined },
+    { version, grpc: running.grpcAddress, connect: running.connectUrl, ops: running.opsUrl, tls: tls !== undefined },
     "countersign is serving",
   );
+  return running;
+}
+
+/**
+ * With Redis, the gateway's message records and leases live there, shared by every replica (and every
+ * gateway process): whichever replica holds an approval's lease sees what the others posted, so each
+ * approval is posted once. Without Redis they stay in the gateway's memory (one replica).
+ */
+function sharedSlackState(
+  backend: RedisBackend | undefined,
+): Pick<SlackGatewayDependencies, "messages" | "leases"> {
+  if (backend === undefined) return {};
+  return {
+    messages: createRedisSlackMessageStore(backend.connections),
+    leases: createRedisLeases(backend.connections),
+  };
+}
+
+/** The gateway's dependencies: its events are counted and audited, its security events logged. */
+function slackDeps(
+  deps: SlackGatewayDependencies | undefined,
+  logger: Logger,
+  observe?: (event: SlackGatewayEvent) => void,
+): SlackGatewayDependencies {
+  const onEvent = (event: SlackGatewayEvent) => {
+    observe?.(event);
+    if (event.type === "security")
+      logger.warn(
+        { security_event: event.kind, reason: event.reason, remote: event.remoteAddress },
+        "Slack request refused",
+      );
+    deps?.onEvent?.(event);
+  };
+  return { ...deps, onEvent };
+}
+
+/** Ready once the gateway has read the pending approvals (a slow Slack does not make the API unready). */
+function slackReadiness(gateway: SlackGateway): ReadinessCheck {
+  return async () =>
+    gateway.ready() ? undefined : "the Slack gateway has not read the pending approvals yet";
+}
+
+/** A Slack gateway running as its own process (`countersign serve --components slack`). */
+export interface RunningSlackGateway {
+  /** URL of the interactivity endpoint; undefined in Socket Mode. */
+  slackEventsUrl: string | undefined;
+  /** Base URL of the ops endpoint. */
+  opsUrl: string;
+  /** Stops the gateway and the ops endpoint. */
+  close(): Promise<void>;
+}
+
+/**
+ * The composition root of a Slack gateway in its own process: it watches every approval and submits
+ * decisions over gRPC (mutual TLS) to `--api-url`; only the ops endpoint runs besides it.
+ * @throws Error when the configuration has no Slack gateway, a TLS file cannot be read, or Slack
+ *   rejects the bot token
+ */
+export async function startSlackGatewayProcess(
+  config: ServeConfig,
+  deps: ServerDependencies = {},
+): Promise<RunningSlackGateway> {
+  if (config.slack === undefined) throw new Error("no Slack gateway is configured");
+  const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: "countersign" } });
+  const clock = deps.clock ?? systemClock;
+  const redisBackend =
+    config.redis === undefined
+      ? undefined
+      : openRedisBackend(config.redis, logger, (err) => logger.error({ err }, "change listener failed"));
+  const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
+  let gateway: SlackGateway;
+  try {
+    gateway = await startRemoteSlackGateway(config.slack, {
+      clock,
+      logger: logger.child({ component: "slack" }),
+      claims,
+      deps: slackDeps({ ...sharedSlackState(redisBackend), ...deps.slack }, logger),
+    });
+  } catch (err) {
+    await redisBackend?.store.close();
+    throw err;
+  }
+  const opsServer = createOpsServer({ version, readiness: { slack: slackReadiness(gateway) } });
+  const opsPort = await listen(opsServer, config.opsListen.host, config.opsListen.port);
+  const running: RunningSlackGateway = {
+    slackEventsUrl: gateway.eventsUrl,
+    opsUrl: `http://${hostPort(config.opsListen.host, opsPort)}`,
+    async close() {
+      await gateway.close();
+      await new Promise<void>((resolve) => {
+        opsServer.close(() => resolve());
+        opsServer.closeAllConnections();
+      });
+      await redisBackend?.store.close();
+    },
+  };
+  logger.info({ version, slack: running.slackEventsUrl, ops: running.opsUrl }, "Slack gateway is serving");
   return running;
 }

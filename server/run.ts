@@ -1,13 +1,19 @@
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import type { ServeConfig } from "./config/config.js";
-import { startServer } from "./main.js";
+import { startServer, startSlackGatewayProcess } from "./main.js";
+
+/** The `--url` a CLI command needs to reach this development server; none on the CLI's default URL. */
+function connectCliFlags(connectUrl: string): string {
+  return connectUrl === "http://127.0.0.1:8080" ? "" : ` --url ${connectUrl}`;
+}
 
 /**
  * Runs the server as `countersign serve` does: SIGHUP reloads the policies, SIGINT / SIGTERM stop it.
  * In development mode it prints, for every new approval, a command that decides it.
  */
 export async function runServer(config: ServeConfig): Promise<void> {
-  const logger = pino({ level: config.logLevel, base: { service: "countersign" } });
+  const logger: Logger = pino({ level: config.logLevel, base: { service: "countersign" } });
+  if (!config.components.api) return runSlackGateway(config, logger);
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(config, { logger });
@@ -25,8 +31,16 @@ export async function runServer(config: ServeConfig): Promise<void> {
     server.store.subscribeAll((approval) => {
       if (approval.version !== 1 || approval.state !== "pending") return;
       const approver = approval.rules.approvers.users[0] ?? approval.rules.superApprovers[0] ?? "APPROVER";
+      // Co-sign stages come first: the first stage's member acknowledges before anyone can approve.
+      const stageMember = approval.rules.stages[0]?.members.users[0];
+      const cli = connectCliFlags(server.connectUrl);
       process.stderr.write(
-        `New approval ${approval.id} (${approval.action}). Approve it with:\n` +
+        `New approval ${approval.id} (${approval.action}). ${stageMember === undefined ? "Approve" : "Acknowledge, then approve"} it with:\n` +
+          (stageMember === undefined
+            ? ""
+            : `  npm run -s countersign -- decide ${approval.id} acknowledge --as ${stageMember}${cli}\n`) +
+          `  npm run -s countersign -- decide ${approval.id} approve --as ${approver} --reason "looks good"${cli}\n` +
+          `or with curl:\n` +
           `  curl -s ${server.connectUrl}/countersign.v1.ApprovalService/SubmitDecision -H 'content-type: application/json' ` +
           `-d '{"id":"${approval.id}","approver":"${approver}","decision":"DECISION_APPROVE","reason":"looks good"}'\n`,
       );
@@ -53,4 +67,32 @@ export async function runServer(config: ServeConfig): Promise<void> {
   process.on("SIGHUP", () => {
     server.reloadPolicies().catch(() => {});
   });
+}
+
+/** Runs a Slack gateway in its own process (`--components slack`) until SIGINT / SIGTERM. */
+async function runSlackGateway(config: ServeConfig, logger: Logger): Promise<void> {
+  let gateway: Awaited<ReturnType<typeof startSlackGatewayProcess>>;
+  try {
+    gateway = await startSlackGatewayProcess(config, { logger });
+  } catch (err) {
+    logger.fatal({ err: (err as Error).message }, "the Slack gateway could not start");
+    process.stderr.write(`countersign serve: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    gateway.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
 }

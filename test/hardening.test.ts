@@ -10,7 +10,9 @@ import { RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { clientAddress } from "../server/transport/rate-limit.js";
 import { createTestPki, TestCa, type TestPki, testIdentities } from "./support/certs.js";
 import { createClientFactory, type Protocol } from "./support/clients.js";
+import { startFakeSlack } from "./support/fake-slack.js";
 import { startServerProcess } from "./support/server-process.js";
+import { blockActionPayload, interactionBody, postSigned } from "./support/slack-signing.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
 import { waitFor } from "./support/wait.js";
 
@@ -276,6 +278,11 @@ describe("certificate rotation", () => {
 
 describe("graceful shutdown", () => {
   it("on SIGTERM ends 500 open watch streams with UNAVAILABLE and exits within 15 s, never logging secrets", async () => {
+    // Every secret is configured and used: the admin token, and the Slack gateway's bot token and signing
+    // secret (Slack is a fake here; clicks are signed well and badly). The log is at its most detailed.
+    const botToken = "xoxb-the-bot-token-must-never-be-logged";
+    const signingSecret = "the-signing-secret-must-never-be-logged";
+    const slack = await startFakeSlack({ token: botToken });
     const dir = mkdtempSync(join(tmpdir(), "countersign-shutdown-"));
     const policy = join(dir, "policies.yaml");
     writeFileSync(
@@ -302,8 +309,19 @@ describe("graceful shutdown", () => {
         "--require-client-cert",
         "--create-rate-limit",
         "0",
+        "--slack-listen",
+        "127.0.0.1:0",
+        "--log-level",
+        "debug",
       ],
-      { env: { ADMIN_TOKEN: adminToken } },
+      {
+        env: {
+          ADMIN_TOKEN: adminToken,
+          SLACK_BOT_TOKEN: botToken,
+          SLACK_SIGNING_SECRET: signingSecret,
+          SLACK_API_URL: slack.apiUrl,
+        },
+      },
     );
     const factory = createClientFactory({
       grpcAddress: server.grpcAddress,
@@ -322,6 +340,40 @@ describe("graceful shutdown", () => {
       );
       const grpcClient = factory.clients(pki.requester, "grpc").approvals;
       const connectClient = factory.clients(pki.requester, "connect").approvals;
+
+      // Slack: a signed click decides; a wrong signature, a stale one, a replay and a malformed body do not.
+      const gatewayLine = server
+        .output()
+        .split("\n")
+        .find((l) => l.includes('"Slack gateway started"'));
+      const eventsUrl = (JSON.parse(gatewayLine ?? "{}") as { events?: string }).events ?? "";
+      const clicked =
+        (await grpcClient.createApproval({ action: "a.clicked", title: "clicked" })).approval?.id ?? "";
+      const message = await slack.waitFor(
+        () => slack.messages().find((m) => m.metadata?.event_payload.approval_id === clicked),
+        "the clicked approval's message",
+      );
+      const body = interactionBody(
+        blockActionPayload({
+          user: "U1",
+          actionId: "countersign_approve",
+          approvalId: clicked,
+          channel: message.channel,
+          messageTs: message.ts,
+        }),
+      );
+      const nowSec = Math.floor(Date.now() / 1000);
+      const statuses = [
+        (await postSigned(eventsUrl, { signingSecret, body, timestampSec: nowSec })).status,
+        (await postSigned(eventsUrl, { signingSecret, body, timestampSec: nowSec })).status,
+        (await postSigned(eventsUrl, { signingSecret: "a-wrong-secret", body })).status,
+        (await postSigned(eventsUrl, { signingSecret, body, timestampSec: nowSec - 600 })).status,
+        (await postSigned(eventsUrl, { signingSecret, body: "payload=%7B%7D" })).status,
+      ];
+      expect(statuses).toEqual([200, 401, 401, 401, 400]);
+      await slack.waitFor(() => message.text.startsWith("Approved"), "the message showing the decision");
+      expect((await grpcClient.getApproval({ id: clicked })).approval?.state).toBe(State.APPROVED);
+
       const ids: string[] = [];
       for (let i = 0; i < 50; i++)
         ids.push((await grpcClient.createApproval({ action: "a.b", title: `s${i}` })).approval?.id ?? "");
@@ -347,10 +399,12 @@ describe("graceful shutdown", () => {
       expect(exit.code).toBe(0);
       expect(elapsed).toBeLessThan(15_000);
       expect(new Set(outcomes)).toEqual(new Set([Code.Unavailable]));
-      expect(server.output()).not.toContain(adminToken);
+      for (const secret of [adminToken, botToken, signingSecret])
+        expect(server.output()).not.toContain(secret);
     } finally {
       factory.close();
       server.child.kill("SIGKILL");
+      await slack.close();
     }
   }, 60_000);
 });

@@ -1,6 +1,7 @@
 /**
  * Three `countersign serve` processes share one Redis: approvals created on any replica are decided on
- * any other, and every watcher, wherever it is connected, hears every decision exactly once.
+ * any other, and every watcher, wherever it is connected, hears every decision exactly once. Each replica
+ * runs the Slack gateway against one fake Slack Web API, and each approval is posted there exactly once.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -14,7 +15,8 @@ import type { ApprovalService } from "../gen/countersign/v1/approval_service_pb.
 import { createManualClock } from "../server/domain/clock.js";
 import { createTestPki, type Pem, type TestPki, testIdentities } from "./support/certs.js";
 import { type ClientFactory, createClientFactory } from "./support/clients.js";
-import { type RedisServer, startRedis } from "./support/redis.js";
+import { type FakeSlack, type FakeSlackCall, startFakeSlack } from "./support/fake-slack.js";
+import { pollUntil, type RedisServer, startRedis } from "./support/redis.js";
 import { startTestServer } from "./support/test-server.js";
 
 const approvalCount = 500;
@@ -39,6 +41,7 @@ interface Replica {
 
 let pki: TestPki;
 let redis: RedisServer;
+let slack: FakeSlack;
 const replicas: Replica[] = [];
 const factories: ClientFactory[] = [];
 
@@ -74,8 +77,19 @@ async function startReplica(policyPath: string): Promise<Replica> {
       "0",
       "--heartbeat-interval",
       "60s",
+      "--slack-listen",
+      "127.0.0.1:0",
     ],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, NODE_ENV: "production" } },
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: {
+        ...process.env,
+        NODE_ENV: "production",
+        SLACK_BOT_TOKEN: slack.token,
+        SLACK_SIGNING_SECRET: "replicas-signing-secret",
+        SLACK_API_URL: slack.apiUrl,
+      },
+    },
   );
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
@@ -100,10 +114,14 @@ function client(replica: Replica, identity: Pem): Client<typeof ApprovalService>
 beforeAll(async () => {
   pki = createTestPki();
   redis = await startRedis();
+  slack = await startFakeSlack();
   const dir = mkdtempSync(join(tmpdir(), "countersign-replicas-"));
   const policyPath = join(dir, "policies.yaml");
   writeFileSync(policyPath, policy);
   replicas.push(...(await Promise.all(Array.from({ length: replicaCount }, () => startReplica(policyPath)))));
+  // Ready: each gateway has read the pending approvals, so it sees every new one being created.
+  for (const r of replicas)
+    await pollUntil(async () => (await fetch(`${r.opsUrl}/readyz`)).status === 200, 30_000, "/readyz 200");
 }, 120_000);
 
 afterAll(async () => {
@@ -111,7 +129,25 @@ afterAll(async () => {
   for (const r of replicas) r.process.kill("SIGTERM");
   await Promise.all(replicas.map((r) => r.exited));
   await redis?.stop();
+  await slack?.close();
 });
+
+/** The approval a Slack call was about (the marker every message of the gateway carries). */
+function approvalOf(call: FakeSlackCall): string | undefined {
+  const metadata = call.args.metadata as { event_payload?: { approval_id?: unknown } } | undefined;
+  const id = metadata?.event_payload?.approval_id;
+  return typeof id === "string" ? id : undefined;
+}
+
+/** chat.postMessage calls per approval id. */
+function postsPerApproval(): Map<string, number> {
+  const posts = new Map<string, number>();
+  for (const call of slack.callsTo("chat.postMessage")) {
+    const id = approvalOf(call);
+    if (id !== undefined) posts.set(id, (posts.get(id) ?? 0) + 1);
+  }
+  return posts;
+}
 
 /** Runs `task` for every item with at most `limit` in flight. */
 async function inBatches<T, R>(
@@ -212,9 +248,32 @@ describe("three replicas sharing one Redis", () => {
       latencies.push((messages[0]?.at ?? 0) - (decision?.at ?? 0));
     }
 
-    // EXTENSION POINT (issue #4, Slack gateway): when the gateway runs in these replicas against a fake
-    // Slack Web API, assert here that the fake recorded exactly one chat.postMessage per approval (500
-    // posts in total, none duplicated across replicas) and one chat.update per decision.
+    // Slack: the three gateways share their message records and leases through Redis, so each approval's
+    // message is posted once (by whichever replica got its lease first) and brought to the decision once.
+    const outcome = (state: State | undefined) => (state === State.APPROVED ? "Approved: " : "Denied: ");
+    const shown = await slack.waitFor(
+      () => {
+        const latest = new Map<string, string>();
+        for (const m of slack.messages()) {
+          const id = m.metadata?.event_payload.approval_id;
+          if (typeof id === "string" && m.threadTs === undefined) latest.set(id, m.text);
+        }
+        const all = created.every((id, i) => latest.get(id)?.startsWith(outcome(decisions[i]?.state)));
+        return all ? latest : undefined;
+      },
+      "every approval's Slack message showing its decision",
+      90_000,
+    );
+    expect(shown.size).toBe(approvalCount);
+    const posts = postsPerApproval();
+    expect(created.filter((id) => posts.get(id) !== 1)).toEqual([]);
+    const updates = new Map<string, number>();
+    for (const call of slack.callsTo("chat.update")) {
+      const id = approvalOf(call);
+      if (id !== undefined) updates.set(id, (updates.get(id) ?? 0) + 1);
+    }
+    // One update per decision, or none when the post itself came after the decision.
+    expect(created.filter((id) => (updates.get(id) ?? 0) > 1)).toEqual([]);
 
     latencies.sort((a, b) => a - b);
     const at = (q: number) =>
@@ -266,6 +325,21 @@ describe("three replicas sharing one Redis", () => {
       expect(res.status).toBe(200);
     }
   });
+
+  it("stops on SIGTERM having posted every approval to Slack exactly once", async () => {
+    await slack.waitFor(
+      () => postsPerApproval().size === approvalCount + 50,
+      "every approval of this file posted",
+      30_000,
+    );
+    for (const r of replicas) r.process.kill("SIGTERM");
+    await Promise.all(replicas.map((r) => r.exited));
+    expect(replicas.map((r) => r.process.exitCode)).toEqual(replicas.map(() => 0));
+    // Nothing can post any more: every approval of this file, and only those, was posted exactly once.
+    const posts = postsPerApproval();
+    expect(posts.size).toBe(approvalCount + 50);
+    expect([...posts].filter(([, n]) => n !== 1)).toEqual([]);
+  }, 60_000);
 });
 
 describe("the create rate limit across replicas", () => {

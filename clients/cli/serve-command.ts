@@ -5,7 +5,6 @@ import {
   type ServeConfig,
   type ServeFlags,
 } from "../../server/config/config.js";
-import { runServer } from "../../server/run.js";
 
 /** `countersign serve`: runs the server until SIGINT / SIGTERM. */
 export function addServeCommand(program: Command): void {
@@ -27,7 +26,7 @@ export function addServeCommand(program: Command): void {
     .addOption(
       new Option(
         "--ops-listen <host:port>",
-        "/healthz, /readyz [COUNTERSIGN_OPS_LISTEN] (default 127.0.0.1:9090)",
+        "/healthz, /readyz, /metrics [COUNTERSIGN_OPS_LISTEN] (default 127.0.0.1:9090)",
       ),
     )
     .addOption(new Option("--policy <file>", "policy file, YAML or JSON [COUNTERSIGN_POLICY]"))
@@ -68,7 +67,60 @@ export function addServeCommand(program: Command): void {
         "keep-alive interval of idle watch streams [COUNTERSIGN_HEARTBEAT_INTERVAL] (default 15s)",
       ),
     )
-    .addOption(new Option("--store <store>", "approval store: memory [COUNTERSIGN_STORE] (default memory)"))
+    .addOption(
+      new Option(
+        "--store <store>",
+        "approval store: memory, redis://host:port or rediss://host:port [COUNTERSIGN_STORE] (default memory)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--redis-sentinels <host:port,...>",
+        "Redis through Sentinel: the Sentinels to ask for the master [COUNTERSIGN_REDIS_SENTINELS]",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--redis-master-name <name>",
+        "the master's name in Sentinel [COUNTERSIGN_REDIS_MASTER_NAME]",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--redis-timeout <duration>",
+        "longest wait for a Redis connection and reply before UNAVAILABLE [COUNTERSIGN_REDIS_TIMEOUT] (default 2s)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--redis-wait-replicas <n>",
+        "replicas that must have a write before it is acknowledged [COUNTERSIGN_REDIS_WAIT_REPLICAS] (default 0)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--redis-tls-ca <file>",
+        "CA of the Redis server certificate, rediss:// [COUNTERSIGN_REDIS_TLS_CA]",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--redis-key-prefix <prefix>",
+        "prefix of Countersign's Redis keys [COUNTERSIGN_REDIS_KEY_PREFIX] (default countersign:)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--archive-dir <dir>",
+        "JSONL archive of finished approvals; enables retention [COUNTERSIGN_ARCHIVE_DIR]",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--retention <duration>",
+        "how long finished approvals stay before they are archived and purged [COUNTERSIGN_RETENTION] (default 7d)",
+      ),
+    )
     .addOption(
       new Option(
         "--max-message-bytes <n>",
@@ -99,7 +151,57 @@ export function addServeCommand(program: Command): void {
         "proxies whose x-forwarded-for is trusted, comma-separated [COUNTERSIGN_TRUSTED_PROXIES]",
       ),
     )
+    .addOption(
+      new Option(
+        "--audit-file <file>",
+        "append the audit log to this file instead of stdout [COUNTERSIGN_AUDIT_FILE]",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--components <list>",
+        "what runs here: api, slack or all, comma-separated [COUNTERSIGN_COMPONENTS] (default all)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--slack-listen <host:port>",
+        "Slack interactivity endpoint /slack/events [COUNTERSIGN_SLACK_LISTEN] (default 127.0.0.1:3000)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--api-url <url>",
+        "with --components slack: the API's gRPC URL, e.g. https://countersign:50051 [COUNTERSIGN_API_URL]",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--api-tls-cert <file>",
+        "the gateway's client certificate (PEM) [COUNTERSIGN_API_TLS_CERT]",
+      ),
+    )
+    .addOption(new Option("--api-tls-key <file>", "the gateway's client key (PEM) [COUNTERSIGN_API_TLS_KEY]"))
+    .addOption(
+      new Option("--api-tls-ca <file>", "CA of the API's server certificate (PEM) [COUNTERSIGN_API_TLS_CA]"),
+    )
+    .addOption(
+      new Option(
+        "--bench-echo",
+        "also host countersign.bench.v1.EchoService, the floor of `npm run bench` [COUNTERSIGN_BENCH_ECHO]",
+      ).hideHelp(),
+    )
     .addHelpText("after", "\nSecrets: ADMIN_TOKEN (or ADMIN_TOKEN_FILE) enables the admin service.")
+    .addHelpText("after", "REDIS_PASSWORD (or REDIS_PASSWORD_FILE) is the password of the Redis store.")
+    .addHelpText(
+      "after",
+      "Slack: SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or *_FILE) enable the Slack gateway; SLACK_APP_TOKEN " +
+        "selects Socket Mode; SLACK_API_URL overrides the Web API URL.",
+    )
+    .addHelpText(
+      "after",
+      "Tracing: OTEL_TRACES_EXPORTER=otlp (or OTEL_EXPORTER_OTLP_ENDPOINT) exports OpenTelemetry spans.",
+    )
     .action(async (flags: ServeFlags) => {
       let config: ServeConfig;
       try {
@@ -112,6 +214,9 @@ export function addServeCommand(program: Command): void {
         }
         throw err;
       }
+      // Loaded here, not at the top: the server's modules take about a second to load, which every
+      // other command (`countersign request` in a CI step) would otherwise pay.
+      const { runServer } = await import("../../server/run.js");
       await runServer(config);
     });
 }

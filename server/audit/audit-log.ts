@@ -2,7 +2,8 @@ import { hostname } from "node:os";
 import { pino } from "pino";
 import { monotonicFactory } from "ulid";
 import { type Clock, systemClock } from "../domain/clock.js";
-import type { Approval, JsonObject, Redaction } from "../domain/types.js";
+import { isParamVisible } from "../domain/redaction.js";
+import type { Approval, JsonObject } from "../domain/types.js";
 import type { PolicyReloadEvent } from "../policy/policy-holder.js";
 import type { ApprovalEvent, ApprovalEventListener } from "../services/approval-events.js";
 import type { SecurityEventType } from "../telemetry/security-events.js";
@@ -59,20 +60,6 @@ export interface AuditLog {
   ready(): Promise<void>;
   /** Writes `audit_stopped`, flushes everything and closes the destination (never stdout itself). */
   close(): Promise<void>;
-}
-
-/** True when approvers may see param `key` under `redaction`; hidden params never reach the audit log. */
-export function isParamVisible(key: string, redaction: Redaction): boolean {
-  switch (redaction.mode) {
-    case "none":
-      return true;
-    case "all":
-      return false;
-    case "allowlist":
-      return redaction.keys.includes(key);
-    case "denylist":
-      return !redaction.keys.includes(key);
-  }
 }
 
 /** The fields every approval event carries. */

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parseDuration } from "../policy/duration.js";
+import type { RedisSettings } from "../store/redis-connection.js";
 
 /** A `host:port` to listen on. */
 export interface ListenAddress {
@@ -24,13 +25,52 @@ export interface ServeConfig {
   deciders: string[];
   adminToken?: string;
   heartbeatMs: number;
-  store: "memory";
+  /** Approval store: `memory` (one process) or `redis` (see `redis`). */
+  store: "memory" | "redis";
+  /** Where Redis is, with `store: "redis"`. */
+  redis?: RedisSettings;
+  /** Directory of the JSONL archive; retention (archive, then purge) runs only when it is set. */
+  archiveDir?: string;
+  /** How long terminal approvals stay in the store before they are archived and purged. */
+  retentionMs: number;
   maxMessageBytes: number;
   logLevel: string;
   /** Create rate limit per client; undefined when disabled (`--create-rate-limit 0`). */
   createRateLimit?: { perSecond: number; burst: number };
   /** Proxies whose x-forwarded-for header is trusted. */
   trustedProxies: string[];
+  /** File the audit log is appended to; undefined: stdout. */
+  auditFile?: string;
+  /** OpenTelemetry tracing, from the standard `OTEL_*` variables; undefined: off. */
+  tracing?: TracingConfig;
+  /** What runs in this process: the API (gRPC, Connect, scheduler) and the Slack gateway. */
+  components: { api: boolean; slack: boolean };
+  /** The Slack gateway's settings; undefined when it does not run. */
+  slack?: SlackConfig;
+  /** Host `countersign.bench.v1.EchoService`, the benchmark's floor (`--bench-echo`). @default false */
+  benchEcho?: boolean;
+}
+
+/** The Slack gateway's settings (SPEC C5). */
+export interface SlackConfig {
+  /** `SLACK_BOT_TOKEN` (xoxb-…). */
+  botToken: string;
+  /** `SLACK_SIGNING_SECRET`. */
+  signingSecret: string;
+  /** `SLACK_APP_TOKEN` (xapp-…): Socket Mode instead of the HTTP endpoint. */
+  appToken?: string;
+  /** `SLACK_API_URL`: base URL of the Slack Web API (e.g. a test double). */
+  webApiUrl?: string;
+  /** Where the interactivity endpoint (`/slack/events`) listens. */
+  listen: ListenAddress;
+  /** When the gateway runs without the API (`--components slack`): the API it calls over gRPC. */
+  api?: { url: string; tls?: { cert: string; key: string; ca?: string } };
+}
+
+/** Tracing as the OpenTelemetry variables configure it. */
+export interface TracingConfig {
+  /** `otlp`: OTLP over HTTP, endpoint and headers from `OTEL_EXPORTER_OTLP_*`; `console`: stdout. */
+  exporter: "otlp" | "console";
 }
 
 /** Raw `serve` options as the command line gives them (strings; undefined when not given). */
@@ -48,11 +88,27 @@ export interface ServeFlags {
   deciders?: string;
   heartbeatInterval?: string;
   store?: string;
+  redisSentinels?: string;
+  redisMasterName?: string;
+  redisTimeout?: string;
+  redisWaitReplicas?: string;
+  redisTlsCa?: string;
+  redisKeyPrefix?: string;
+  archiveDir?: string;
+  retention?: string;
   maxMessageBytes?: string;
   logLevel?: string;
   createRateLimit?: string;
   createBurst?: string;
   trustedProxies?: string;
+  auditFile?: string;
+  components?: string;
+  slackListen?: string;
+  apiUrl?: string;
+  apiTlsCert?: string;
+  apiTlsKey?: string;
+  apiTlsCa?: string;
+  benchEcho?: boolean;
 }
 
 /** Environment variables that mirror each flag. */
@@ -70,11 +126,27 @@ export const serveEnv: Record<keyof ServeFlags, string> = {
   deciders: "COUNTERSIGN_DECIDERS",
   heartbeatInterval: "COUNTERSIGN_HEARTBEAT_INTERVAL",
   store: "COUNTERSIGN_STORE",
+  redisSentinels: "COUNTERSIGN_REDIS_SENTINELS",
+  redisMasterName: "COUNTERSIGN_REDIS_MASTER_NAME",
+  redisTimeout: "COUNTERSIGN_REDIS_TIMEOUT",
+  redisWaitReplicas: "COUNTERSIGN_REDIS_WAIT_REPLICAS",
+  redisTlsCa: "COUNTERSIGN_REDIS_TLS_CA",
+  redisKeyPrefix: "COUNTERSIGN_REDIS_KEY_PREFIX",
+  archiveDir: "COUNTERSIGN_ARCHIVE_DIR",
+  retention: "COUNTERSIGN_RETENTION",
   maxMessageBytes: "COUNTERSIGN_MAX_MESSAGE_BYTES",
   logLevel: "COUNTERSIGN_LOG_LEVEL",
   createRateLimit: "COUNTERSIGN_CREATE_RATE_LIMIT",
   createBurst: "COUNTERSIGN_CREATE_BURST",
   trustedProxies: "COUNTERSIGN_TRUSTED_PROXIES",
+  auditFile: "COUNTERSIGN_AUDIT_FILE",
+  components: "COUNTERSIGN_COMPONENTS",
+  slackListen: "COUNTERSIGN_SLACK_LISTEN",
+  apiUrl: "COUNTERSIGN_API_URL",
+  apiTlsCert: "COUNTERSIGN_API_TLS_CERT",
+  apiTlsKey: "COUNTERSIGN_API_TLS_KEY",
+  apiTlsCa: "COUNTERSIGN_API_TLS_CA",
+  benchEcho: "COUNTERSIGN_BENCH_ECHO",
 };
 
 /** Configuration that cannot be used; `problems` has one line per problem. */
@@ -159,6 +231,124 @@ function parseBool(name: string, text: string, problems: string[]): boolean {
 }
 
 /**
+ * The store settings: `--store memory` (the default), `--store redis://...` / `rediss://...`, or
+ * `--redis-sentinels host:port,... --redis-master-name NAME` (with `--store` unset or `redis`). The
+ * Redis password comes from `REDIS_PASSWORD` / `REDIS_PASSWORD_FILE` (or the URL).
+ */
+export function parseStoreSettings(
+  pick: (key: keyof ServeFlags) => string | undefined,
+  env: NodeJS.ProcessEnv,
+  problems: string[],
+): { store: "memory" | "redis"; redis?: RedisSettings } {
+  const storeText = pick("store");
+  const sentinelText = pick("redisSentinels");
+  const masterName = pick("redisMasterName");
+  const redisFlags = (
+    ["redisTimeout", "redisWaitReplicas", "redisTlsCa", "redisKeyPrefix", "redisMasterName"] as const
+  ).filter((k) => pick(k) !== undefined);
+  const isUrl = storeText !== undefined && /^rediss?:\/\//.test(storeText);
+  if (sentinelText === undefined && !isUrl) {
+    if (storeText !== undefined && storeText !== "memory")
+      problems.push(
+        `--store ${JSON.stringify(storeText)}: expected memory, redis://host:port or rediss://host:port (or --redis-sentinels)`,
+      );
+    else if (redisFlags.length > 0)
+      problems.push(
+        `--${kebab(redisFlags[0] as string)} needs a Redis store (--store redis://... or --redis-sentinels)`,
+      );
+    return { store: "memory" };
+  }
+  const commandTimeoutMs = (() => {
+    try {
+      const ms = parseDuration(pick("redisTimeout") ?? "2s");
+      if (ms < 100 || ms > 60_000) problems.push("--redis-timeout must be between 100ms and 60s");
+      return ms;
+    } catch (err) {
+      problems.push(`--redis-timeout: ${(err as Error).message}`);
+      return 2_000;
+    }
+  })();
+  const waitReplicas = Number(pick("redisWaitReplicas") ?? "0");
+  if (!Number.isInteger(waitReplicas) || waitReplicas < 0 || waitReplicas > 16)
+    problems.push("--redis-wait-replicas must be a whole number between 0 and 16");
+  const keyPrefix = pick("redisKeyPrefix") ?? "countersign:";
+  if (!/^[A-Za-z0-9:_.{}-]{1,64}$/.test(keyPrefix))
+    problems.push("--redis-key-prefix must be 1-64 characters of letters, digits and :_.{}-");
+  const password = readSecret(env, "REDIS_PASSWORD", problems);
+  const caFile = pick("redisTlsCa");
+  let tlsCa: string | undefined;
+  if (caFile !== undefined) {
+    try {
+      tlsCa = readFileSync(caFile, "utf8");
+    } catch (err) {
+      problems.push(
+        `--redis-tls-ca: cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      );
+    }
+  }
+  const common = {
+    commandTimeoutMs,
+    waitReplicas,
+    keyPrefix,
+    ...(password === undefined ? {} : { password }),
+    ...(tlsCa === undefined ? {} : { tlsCa }),
+  };
+  if (sentinelText === undefined) {
+    try {
+      const url = new URL(storeText as string);
+      if (url.hostname === "") throw new Error("no host");
+    } catch {
+      problems.push(`--store ${JSON.stringify(storeText)}: not a valid redis:// or rediss:// URL`);
+    }
+    if (caFile !== undefined && !(storeText as string).startsWith("rediss:"))
+      problems.push("--redis-tls-ca needs a rediss:// URL");
+    return { store: "redis", redis: { url: storeText as string, ...common } };
+  }
+  if (storeText !== undefined && storeText !== "redis")
+    problems.push("--redis-sentinels selects the Redis store: leave --store unset or set it to redis");
+  const sentinels = parseList(sentinelText).map((text) => {
+    const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
+    const port = Number(match?.[2]);
+    if (match === null || port < 1 || port > 65535) {
+      problems.push(`--redis-sentinels: ${JSON.stringify(text)} is not host:port`);
+      return { host: "", port: 0 };
+    }
+    return { host: (match[1] as string).replace(/^\[|\]$/g, ""), port };
+  });
+  if (sentinels.length === 0) problems.push("--redis-sentinels: give at least one host:port");
+  if (masterName === undefined || masterName === "")
+    problems.push(
+      "--redis-sentinels needs --redis-master-name (the master's name in the Sentinel configuration)",
+    );
+  if (caFile !== undefined)
+    problems.push("--redis-tls-ca is for rediss:// URLs; Sentinel with TLS is not supported");
+  return { store: "redis", redis: { sentinels, masterName: masterName ?? "", ...common } };
+}
+
+/**
+ * The store settings alone, from flags then their environment variables (for commands other than
+ * `serve` that open the store, e.g. `countersign archive import`).
+ * @throws ConfigError
+ */
+export function loadStoreConfig(
+  flags: ServeFlags,
+  env: NodeJS.ProcessEnv,
+): { store: "memory" | "redis"; redis?: RedisSettings } {
+  const problems: string[] = [];
+  const pick = (key: keyof ServeFlags): string | undefined => {
+    const flag = flags[key];
+    return flag !== undefined ? String(flag) : env[serveEnv[key]];
+  };
+  const settings = parseStoreSettings(pick, env, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return settings;
+}
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/**
  * Builds the serve configuration from flags, falling back to the environment variable of each flag,
  * then to defaults. Reports every problem at once.
  * @throws ConfigError
@@ -185,8 +375,9 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
   );
   const opsListen = parseListen("ops-listen", pick("opsListen") ?? defaults.opsListen, problems);
 
+  const components = parseComponents(pick("components"), problems);
   const policyFile = pick("policy");
-  if (policyFile === undefined || policyFile === "")
+  if (components.api && (policyFile === undefined || policyFile === ""))
     problems.push("--policy FILE is required (the policy file)");
 
   const cert = pick("tlsCert");
@@ -231,8 +422,16 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
     problems.push(`--heartbeat-interval: ${(err as Error).message}`);
   }
 
-  const store = pick("store") ?? "memory";
-  if (store !== "memory") problems.push(`--store ${JSON.stringify(store)}: supported stores: memory`);
+  const { store, redis } = parseStoreSettings(pick, env, problems);
+  let retentionMs = 7 * 24 * 3_600_000;
+  try {
+    retentionMs = parseDuration(pick("retention") ?? "7d");
+    if (retentionMs < 60_000) problems.push("--retention must be at least 1m");
+  } catch (err) {
+    problems.push(`--retention: ${(err as Error).message}`);
+  }
+  const archiveDir = pick("archiveDir");
+  if (archiveDir === "") problems.push("--archive-dir is set but empty");
 
   const maxMessageBytes = Number(pick("maxMessageBytes") ?? defaults.maxMessageBytes);
   if (!Number.isInteger(maxMessageBytes) || maxMessageBytes < 1024)
@@ -252,22 +451,176 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
   if (adminToken !== undefined && adminToken.length < 16)
     problems.push("ADMIN_TOKEN must be at least 16 characters");
 
+  const auditFile = pick("auditFile");
+  const tracing = tracingFromEnv(env, problems);
+  const slack = parseSlackSettings(pick, env, components, problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     grpcListen,
     connectListen,
     opsListen,
-    policyFile: policyFile as string,
+    policyFile: policyFile ?? "",
     watchPolicy: flag("watchPolicy"),
     ...(tls === undefined ? { developmentIdentity } : { tls }),
     requesters,
     deciders,
     ...(adminToken === undefined ? {} : { adminToken }),
     heartbeatMs,
-    store: "memory",
+    store,
+    ...(redis === undefined ? {} : { redis }),
+    ...(archiveDir === undefined || archiveDir === "" ? {} : { archiveDir }),
+    retentionMs,
     maxMessageBytes,
     logLevel: pick("logLevel") ?? defaults.logLevel,
     ...(perSecond === 0 ? {} : { createRateLimit: { perSecond, burst } }),
     trustedProxies,
+    ...(auditFile === undefined || auditFile === "" || auditFile === "-" ? {} : { auditFile }),
+    ...(tracing === undefined ? {} : { tracing }),
+    components: { api: components.api, slack: slack !== undefined },
+    ...(flag("benchEcho") ? { benchEcho: true } : {}),
+    ...(slack === undefined ? {} : { slack }),
   };
+}
+
+/** `--components`: `api`, `slack`, or both (the default, `all`); `explicit` when named. */
+function parseComponents(
+  text: string | undefined,
+  problems: string[],
+): { api: boolean; slack: boolean; explicitSlack: boolean } {
+  const names = parseList(text?.toLowerCase() ?? "all");
+  const unknown = names.filter((n) => n !== "api" && n !== "slack" && n !== "all");
+  if (unknown.length > 0 || names.length === 0) {
+    problems.push(`--components ${JSON.stringify(text ?? "")}: expected api, slack or all (comma-separated)`);
+    return { api: true, slack: true, explicitSlack: false };
+  }
+  const all = names.includes("all");
+  return {
+    api: all || names.includes("api"),
+    slack: all || names.includes("slack"),
+    explicitSlack: names.includes("slack"),
+  };
+}
+
+function isLoopbackUrl(url: URL): boolean {
+  return isLoopback(url.hostname.replace(/^\[|\]$/g, ""));
+}
+
+/**
+ * The Slack gateway's settings. It runs when `SLACK_BOT_TOKEN` and `SLACK_SIGNING_SECRET` (or their
+ * `*_FILE`) are set and `--components` includes slack; naming slack without them is an error. Without
+ * the API in the same process it needs `--api-url` (https with a client certificate, or http on loopback).
+ */
+function parseSlackSettings(
+  pick: (key: keyof ServeFlags) => string | undefined,
+  env: NodeJS.ProcessEnv,
+  components: { api: boolean; slack: boolean; explicitSlack: boolean },
+  problems: string[],
+): SlackConfig | undefined {
+  const botToken = readSecret(env, "SLACK_BOT_TOKEN", problems);
+  const signingSecret = readSecret(env, "SLACK_SIGNING_SECRET", problems);
+  const appToken = readSecret(env, "SLACK_APP_TOKEN", problems);
+  const webApiUrl = env.SLACK_API_URL;
+  const apiUrl = pick("apiUrl");
+  const apiCert = pick("apiTlsCert");
+  const apiKey = pick("apiTlsKey");
+  const apiCa = pick("apiTlsCa");
+  if (components.api && apiUrl !== undefined)
+    problems.push("--api-url is only for a gateway in its own process (--components slack)");
+  if (apiUrl === undefined && (apiCert ?? apiKey ?? apiCa) !== undefined)
+    problems.push("--api-tls-cert, --api-tls-key and --api-tls-ca need --api-url");
+  if ((botToken === undefined) !== (signingSecret === undefined)) {
+    problems.push(
+      "SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET must be set together (the Slack gateway needs both)",
+    );
+    return undefined;
+  }
+  if (botToken === undefined || signingSecret === undefined) {
+    if (components.explicitSlack)
+      problems.push(
+        "--components slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or SLACK_BOT_TOKEN_FILE, SLACK_SIGNING_SECRET_FILE)",
+      );
+    return undefined;
+  }
+  if (!components.slack) return undefined;
+  if (!botToken.startsWith("xoxb-")) problems.push("SLACK_BOT_TOKEN must be a bot token (xoxb-…)");
+  if (appToken !== undefined && !appToken.startsWith("xapp-"))
+    problems.push("SLACK_APP_TOKEN must be an app-level token (xapp-…) for Socket Mode");
+  if (webApiUrl !== undefined) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(webApiUrl);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || (parsed.protocol !== "https:" && parsed.protocol !== "http:"))
+      problems.push(
+        `SLACK_API_URL ${JSON.stringify(webApiUrl)}: expected an http(s) URL, e.g. https://slack.com/api/`,
+      );
+  }
+  const listen = parseListen("slack-listen", pick("slackListen") ?? "127.0.0.1:3000", problems);
+  let api: SlackConfig["api"];
+  if (!components.api) {
+    if (apiUrl === undefined) {
+      problems.push(
+        "--components slack without api needs --api-url (the Countersign API the gateway calls over gRPC)",
+      );
+    } else {
+      let url: URL | undefined;
+      try {
+        url = new URL(apiUrl);
+      } catch {
+        url = undefined;
+      }
+      if (
+        url === undefined ||
+        (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackUrl(url)))
+      ) {
+        problems.push(
+          `--api-url ${JSON.stringify(apiUrl)}: expected https://host:port (mutual TLS), or http:// on loopback`,
+        );
+      } else if (url.protocol === "https:" && (apiCert === undefined || apiKey === undefined)) {
+        problems.push(
+          "--api-url https://… needs --api-tls-cert and --api-tls-key (the gateway's client certificate)",
+        );
+      } else {
+        api =
+          apiCert === undefined || apiKey === undefined
+            ? { url: apiUrl }
+            : {
+                url: apiUrl,
+                tls: { cert: apiCert, key: apiKey, ...(apiCa === undefined ? {} : { ca: apiCa }) },
+              };
+      }
+    }
+  }
+  return {
+    botToken,
+    signingSecret,
+    ...(appToken === undefined ? {} : { appToken }),
+    ...(webApiUrl === undefined ? {} : { webApiUrl }),
+    listen,
+    ...(api === undefined ? {} : { api }),
+  };
+}
+
+/**
+ * Tracing as the standard OpenTelemetry variables ask for it. Off by default; on when
+ * `OTEL_TRACES_EXPORTER` names `otlp` or `console`, or when `OTEL_EXPORTER_OTLP_ENDPOINT` /
+ * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set; `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`
+ * keep it off. The exporter reads the other `OTEL_EXPORTER_OTLP_*` variables itself.
+ */
+export function tracingFromEnv(env: NodeJS.ProcessEnv, problems: string[] = []): TracingConfig | undefined {
+  if ((env.OTEL_SDK_DISABLED ?? "").trim().toLowerCase() === "true") return undefined;
+  const names = parseList(env.OTEL_TRACES_EXPORTER?.toLowerCase());
+  const unsupported = names.filter((n) => n !== "otlp" && n !== "console" && n !== "none");
+  if (unsupported.length > 0)
+    problems.push(
+      `OTEL_TRACES_EXPORTER=${env.OTEL_TRACES_EXPORTER}: supported exporters: otlp, console, none`,
+    );
+  if (names.includes("none")) return undefined;
+  if (names.includes("otlp")) return { exporter: "otlp" };
+  if (names.includes("console")) return { exporter: "console" };
+  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  return endpoint === undefined || endpoint === "" ? undefined : { exporter: "otlp" };
 }

@@ -4,7 +4,7 @@
  * reaches Slack.
  */
 import type { types } from "@slack/bolt";
-import { isParamVisible } from "../audit/audit-log.js";
+import { isParamVisible } from "../domain/redaction.js";
 import type { Approval, ApprovalState, JsonObject, JsonValue, Vote } from "../domain/types.js";
 import { code, codeBlock, date, duration, escapeText, group, link, person, truncate } from "./mrkdwn.js";
 

@@ -5,6 +5,7 @@
  * interaction id, so a retried call is a no-op. A click that is not allowed gets an ephemeral answer that
  * says why, and changes nothing.
  */
+import { parse as parseQuery } from "node:querystring";
 import type { Client } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { App, BlockAction, ButtonAction, ViewSubmitAction } from "@slack/bolt";
@@ -105,6 +106,142 @@ function outcomeText(outcome: Outcome): string {
     case "unavailable":
       return `Nothing changed: Countersign could not record it (${escapeText(outcome.message)}). Please try again in a moment.`;
   }
+}
+
+/** The action ids of Countersign's buttons: every one the gateway's action listener takes. */
+const countersignActionIds = /^countersign_/;
+/** The callback ids of Countersign's modals: every one the gateway's view listener takes. */
+const countersignViewIds = new RegExp(`^(${slackViews.deny}|${slackViews.edit})$`);
+
+const formContentType = "application/x-www-form-urlencoded";
+
+type JsonRecord = Record<string, unknown>;
+
+function isRecord(value: unknown): value is JsonRecord {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The first of these optional fields (by path) that is present but not a string. */
+function nonString(fields: [string, unknown][]): string | undefined {
+  for (const [path, value] of fields)
+    if (value !== undefined && value !== null && typeof value !== "string")
+      return `${path}: expected a string`;
+  return undefined;
+}
+
+/** Why a submitted view's `state.values` is not block id → action id → `{ value: string | null }`. */
+function viewStateProblem(state: unknown): string | undefined {
+  if (state === undefined) return undefined;
+  if (!isRecord(state)) return "payload.view.state: expected an object";
+  if (state.values === undefined) return undefined;
+  if (!isRecord(state.values)) return "payload.view.state.values: expected an object";
+  for (const [block, actions] of Object.entries(state.values)) {
+    if (!isRecord(actions)) return `payload.view.state.values.${block}: expected an object`;
+    for (const [action, element] of Object.entries(actions)) {
+      const path = `payload.view.state.values.${block}.${action}`;
+      if (!isRecord(element)) return `${path}: expected an object`;
+      const problem = nonString([[`${path}.value`, element.value]]);
+      if (problem !== undefined) return problem;
+    }
+  }
+  return undefined;
+}
+
+/** Why a parsed interaction payload is not a click on a Countersign button or a Countersign form. */
+function payloadProblem(p: JsonRecord): string | undefined {
+  // Bolt routes by these before `type`: a payload with one of them would reach no listener.
+  for (const key of ["event", "command", "name"])
+    if (p[key] !== undefined) return `payload.${key}: not part of an interaction`;
+  if (!isRecord(p.user) || typeof p.user.id !== "string" || p.user.id === "")
+    return "payload.user.id: expected the id of the Slack user who acted";
+  for (const key of ["team", "enterprise", "channel", "container", "message"])
+    if (p[key] !== undefined && p[key] !== null && !isRecord(p[key]))
+      return `payload.${key}: expected an object`;
+  const field = (object: string, key: string): unknown => {
+    const parent = p[object];
+    return isRecord(parent) ? parent[key] : undefined;
+  };
+  const common = nonString([
+    ["payload.trigger_id", p.trigger_id],
+    ["payload.response_url", p.response_url],
+    ["payload.user.team_id", p.user.team_id],
+    ["payload.team.id", field("team", "id")],
+    ["payload.enterprise.id", field("enterprise", "id")],
+    ["payload.channel.id", field("channel", "id")],
+    ["payload.container.channel_id", field("container", "channel_id")],
+    ["payload.container.message_ts", field("container", "message_ts")],
+    ["payload.message.ts", field("message", "ts")],
+  ]);
+  if (common !== undefined) return common;
+  switch (p.type) {
+    case "block_actions": {
+      if (!Array.isArray(p.actions) || p.actions.length === 0)
+        return "payload.actions: expected the clicked action";
+      const action: unknown = p.actions[0];
+      if (!isRecord(action)) return "payload.actions[0]: expected an object";
+      if (typeof action.action_id !== "string" || !countersignActionIds.test(action.action_id))
+        return "payload.actions[0].action_id: not one of Countersign's buttons";
+      return nonString([
+        ["payload.actions[0].value", action.value],
+        ["payload.actions[0].action_ts", action.action_ts],
+        ["payload.actions[0].block_id", action.block_id],
+        ["payload.actions[0].type", action.type],
+      ]);
+    }
+    case "view_submission": {
+      if (p.actions !== undefined) return "payload.actions: not part of a form submission";
+      const view = p.view;
+      if (!isRecord(view)) return "payload.view: expected the submitted form";
+      if (typeof view.callback_id !== "string" || !countersignViewIds.test(view.callback_id))
+        return "payload.view.callback_id: not one of Countersign's forms";
+      if (typeof view.id !== "string" || view.id === "") return "payload.view.id: expected the form's id";
+      return (
+        nonString([
+          ["payload.view.private_metadata", view.private_metadata],
+          ["payload.view.team_id", view.team_id],
+        ]) ?? viewStateProblem(view.state)
+      );
+    }
+    default:
+      return typeof p.type === "string"
+        ? `payload.type ${JSON.stringify(p.type.slice(0, 40))}: Countersign handles only block_actions and view_submission`
+        : "payload.type: expected block_actions or view_submission";
+  }
+}
+
+/**
+ * Why a verified request to the interactivity endpoint is not one the gateway handles, naming the field;
+ * undefined when it is (a click on a Countersign button, a Countersign form submitted, or Slack's own
+ * `ssl_check` / `url_verification`). Checked before Bolt parses the body: Bolt trusts the payload's
+ * shape (a `null` payload throws in its receiver) and never answers a payload no listener takes.
+ * @param contentType the request's `content-type` (Bolt parses a form only under exactly this type)
+ */
+export function interactionRequestProblem(contentType: string | undefined, body: Buffer): string | undefined {
+  const text = body.toString("utf8");
+  if (contentType !== formContentType) {
+    // Bolt parses any other body as JSON; of those, it answers only Slack's URL verification.
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      return `content-type ${JSON.stringify(contentType ?? "")}: expected ${formContentType} with a payload field`;
+    }
+    if (isRecord(parsed) && parsed.type === "url_verification" && typeof parsed.challenge === "string")
+      return undefined;
+    return `expected ${formContentType} with a payload field: only interactions are handled here`;
+  }
+  const fields = parseQuery(text);
+  const payload = fields.payload;
+  if (payload === undefined)
+    return fields.ssl_check === "1" ? undefined : "no payload field: not a Slack interaction";
+  if (typeof payload !== "string") return "payload: given more than once";
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(payload);
+  } catch {
+    return "payload: not valid JSON";
+  }
+  return isRecord(parsed) ? payloadProblem(parsed) : "payload: expected a JSON object";
 }
 
 /** Registers the gateway's action and view handlers on the Bolt app. */
@@ -309,14 +446,14 @@ export function registerInteractions(options: InteractionsOptions): Interactions
     }
   }
 
-  app.action<BlockAction<ButtonAction>>(/^countersign_/, async ({ ack, body, action }) => {
+  app.action<BlockAction<ButtonAction>>(countersignActionIds, async ({ ack, body, action }) => {
     const receivedAt = Date.now();
     await ack();
     detach(() => onAction(body, action, receivedAt));
   });
 
   app.view<ViewSubmitAction>(
-    { callback_id: new RegExp(`^(${slackViews.deny}|${slackViews.edit})$`), type: "view_submission" },
+    { callback_id: countersignViewIds, type: "view_submission" },
     async ({ ack, body, view }) => {
       const ctx = parseModalContext(view.private_metadata);
       const kind = view.callback_id === slackViews.deny ? "deny" : "edit";

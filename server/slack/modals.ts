@@ -3,8 +3,8 @@
  * submitted, and place the service's field errors next to the input they are about.
  */
 import type { types } from "@slack/bolt";
-import { isParamVisible } from "../audit/audit-log.js";
 import type { FieldViolation } from "../domain/errors.js";
+import { isParamVisible } from "../domain/redaction.js";
 import type { Approval, JsonObject, JsonValue } from "../domain/types.js";
 import { code, escapeText, truncate } from "./mrkdwn.js";
 

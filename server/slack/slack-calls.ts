@@ -4,6 +4,7 @@
  * by whether the call may have taken effect, and reports each call. It never retries by itself: the
  * outbound queue decides what is safe to retry, because a blind retry of `chat.postMessage` can post twice.
  */
+import { setMaxListeners } from "node:events";
 import type { webApi } from "@slack/bolt";
 import type { SlackCallOutcome, SlackGatewayEventListener } from "./gateway-events.js";
 
@@ -155,6 +156,8 @@ export function createSlackCaller(options: SlackCallerOptions): SlackCaller {
   const pausedUntil = new Map<string, number>();
   const waiting = { interactive: [] as (() => void)[], background: [] as (() => void)[] };
   const closed = new AbortController();
+  // Every call waiting for a slot or a Retry-After listens for the close: hundreds while Slack is slow.
+  setMaxListeners(0, closed.signal);
   let active = 0;
 
   const closedError = (method: string) => new SlackCallError(method, "unavailable", "gateway_closed", 0, 0);

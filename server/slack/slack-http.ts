@@ -1,14 +1,19 @@
 /**
  * The HTTP front of the interactivity endpoint. Before Bolt sees a request it: reads the body up to a cap
  * (never hashing more), verifies Slack's v0 signature and the ±300 s timestamp window (Bolt alone rejects
- * only old ones), and claims the signature in the replay cache (the same signed request is accepted once).
- * A refused request gets 401 (413 for an oversized body) and a security event, never a 500. Bolt's
- * HTTPReceiver, with its own verification off, then parses the verified body and runs the listeners.
+ * only old ones), refuses with 400, naming the field, a body that is not an interaction the gateway
+ * handles, and claims the signature in the replay cache (the same signed request is accepted once; while
+ * the shared cache cannot answer in time, this process's own memory of signatures answers alone, so a
+ * click is still acknowledged within Slack's 3 s when Redis is down).
+ * A request failing the signature, timestamp or replay check gets 401 (413 for an oversized body) and a
+ * security event; no request gets a 5xx.
+ * Bolt's HTTPReceiver, with its own verification off, then parses the verified body and runs the listeners.
  */
 import type * as http from "node:http";
 import type { Clock } from "../domain/clock.js";
-import type { Claims } from "../store/claims.js";
+import { type Claims, createMemoryClaims } from "../store/claims.js";
 import type { SlackGatewayEventListener } from "./gateway-events.js";
+import { interactionRequestProblem } from "./interactions.js";
 import { slackTimestampToleranceSec, verifySlackSignature } from "./slack-signature.js";
 
 /** The path Slack posts interactions (and events) to: Bolt's usual one. */
@@ -17,7 +22,7 @@ export const slackEventsPath = "/slack/events";
 /** Options of `createSlackRequestHandler`. */
 export interface SlackRequestHandlerOptions {
   signingSecret: string;
-  /** Replay cache: a claim per signature for the timestamp window. */
+  /** Replay cache shared by the replicas: a claim per signature for the timestamp window. */
   claims: Claims;
   clock: Clock;
   onEvent: SlackGatewayEventListener;
@@ -25,7 +30,10 @@ export interface SlackRequestHandlerOptions {
   next: (req: http.IncomingMessage & { rawBody: Buffer }, res: http.ServerResponse) => void;
   /** Largest body read. @default 262144 */
   maxBodyBytes?: number;
-  /** How long the replay cache may take before the request is refused with 503. @default 1000 */
+  /**
+   * How long the shared replay cache may take before this process's own memory of signatures answers
+   * alone. @default 1000
+   */
   claimTimeoutMs?: number;
 }
 
@@ -88,6 +96,7 @@ export function createSlackRequestHandler(
   const { signingSecret, claims, clock, onEvent } = options;
   const maxBodyBytes = options.maxBodyBytes ?? 256 * 1024;
   const claimTimeoutMs = options.claimTimeoutMs ?? 1_000;
+  const seenHere = createMemoryClaims(() => clock.now());
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
@@ -111,23 +120,33 @@ export function createSlackRequestHandler(
       onEvent({ type: "security", kind: verdict.kind, reason: verdict.reason, remoteAddress });
       return refuse(req, res, 401, verdict.reason);
     }
+    const problem = interactionRequestProblem(header(req, "content-type"), read.body);
+    if (problem !== undefined) return refuse(req, res, 400, problem);
     // Keep the signature until its timestamp leaves the window; a second request with it is a replay.
-    const ttlMs = (verdict.timestampSec + slackTimestampToleranceSec) * 1000 - clock.now() + 1_000;
+    const ttlMs = Math.max(
+      1_000,
+      (verdict.timestampSec + slackTimestampToleranceSec) * 1000 - clock.now() + 1_000,
+    );
+    const key = `slack-replay:${verdict.signature}`;
+    // A replay if this process or the shared cache saw it; when the shared cache cannot answer in time,
+    // this process's memory decides alone (a replay sent to another replica meanwhile gets through, and
+    // its decision is a no-op: same interaction id).
+    const firstHere = await seenHere.claimOnce(key, ttlMs);
     let timer: NodeJS.Timeout | undefined;
-    let first: boolean | "timeout";
+    let firstAnywhere: boolean | "timeout";
     try {
-      first = await Promise.race([
-        claims.claimOnce(`slack-replay:${verdict.signature}`, Math.max(1_000, ttlMs)),
+      firstAnywhere = await Promise.race([
+        claims.claimOnce(key, ttlMs),
         new Promise<"timeout">((resolve) => {
           timer = setTimeout(() => resolve("timeout"), claimTimeoutMs);
         }),
       ]);
     } catch {
-      first = "timeout";
+      firstAnywhere = "timeout";
     } finally {
       clearTimeout(timer);
     }
-    if (first === "timeout") return refuse(req, res, 503, "the replay cache is unavailable; try again");
+    const first = firstHere && firstAnywhere !== false;
     if (!first) {
       onEvent({
         type: "security",

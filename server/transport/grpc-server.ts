@@ -1,3 +1,4 @@
+import type { PeerCertificate } from "node:tls";
 import {
   create,
   type DescFile,
@@ -116,6 +117,39 @@ function timeoutOf(call: ServerSurfaceCall): number | undefined {
   return Number.isFinite(ms) && ms > 0 ? Math.max(0, ms - Date.now()) : undefined;
 }
 
+/** The verified client certificate of each HTTP/2 connection, read once per connection. */
+const peerCertificates = new WeakMap<object, PeerCertificate | null>();
+
+/**
+ * The HTTP/2 session a grpc-js call arrived on. grpc-js keeps it private (`call.call.stream.session`,
+ * behind any server interceptors' `nextCall`); undefined if that layout ever changes.
+ */
+function http2SessionOf(call: ServerSurfaceCall): object | undefined {
+  type Inner = { stream?: { session?: object }; nextCall?: unknown };
+  let inner = (call as unknown as { call?: Inner }).call;
+  for (let depth = 0; inner !== undefined && depth < 8; depth++) {
+    if (inner.stream?.session !== undefined) return inner.stream.session;
+    inner = inner.nextCall as Inner | undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The client certificate of a call. `getAuthContext()` re-reads it from the TLS socket (building a new
+ * object, fingerprints included) on every call; it cannot change on a connection, so it is kept per
+ * HTTP/2 session, or read each time when the session is not reachable.
+ */
+function peerCertificate(call: ServerSurfaceCall): PeerCertificate | undefined {
+  const session = http2SessionOf(call);
+  if (session === undefined) return call.getAuthContext().sslPeerCertificate;
+  let certificate = peerCertificates.get(session);
+  if (certificate === undefined) {
+    certificate = call.getAuthContext().sslPeerCertificate ?? null;
+    peerCertificates.set(session, certificate);
+  }
+  return certificate ?? undefined;
+}
+
 function requestCommon(
   service: DescService,
   method: DescMethod,
@@ -123,7 +157,7 @@ function requestCommon(
   signal: AbortSignal,
 ) {
   const contextValues = createContextValues();
-  const certificate = call.getAuthContext().sslPeerCertificate;
+  const certificate = peerCertificate(call);
   contextValues.set(
     peerKey,
     certificate ? { certificate, address: peerAddress(call) } : { address: peerAddress(call) },
@@ -157,12 +191,17 @@ function asMessage<D extends DescMessage>(desc: D, value: unknown) {
   return isMessage(value, desc) ? value : create(desc, value as never);
 }
 
-function cancelSignal(call: ServerSurfaceCall): AbortController {
+/**
+ * A signal aborted when the client cancels the call, and `finished()` to stop listening once the call
+ * is answered: grpc-js reports every stream that closes as cancelled, answered or not, and each would
+ * otherwise build an error nobody reads.
+ */
+function cancelSignal(call: ServerSurfaceCall): { controller: AbortController; finished(): void } {
   const controller = new AbortController();
-  call.once("cancelled", () =>
-    controller.abort(new ConnectError("the client cancelled the call", Code.Canceled)),
-  );
-  return controller;
+  const onCancelled = () =>
+    controller.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+  call.once("cancelled", onCancelled);
+  return { controller, finished: () => call.off("cancelled", onCancelled) };
 }
 
 function unaryHandler(
@@ -191,7 +230,7 @@ function unaryHandler(
       callback(toGrpcStatus(refused));
       return;
     }
-    const controller = cancelSignal(call);
+    const { controller, finished } = cancelSignal(call);
     const req = {
       ...requestCommon(service, method, call, controller.signal),
       stream: false,
@@ -201,11 +240,15 @@ function unaryHandler(
     } as unknown as UnaryRequest;
     chain(req).then(
       (res) => {
+        finished();
         const trailer = headersToMetadata(res.trailer);
         if ([...res.header.keys()].length > 0) call.sendMetadata(headersToMetadata(res.header));
         callback(null, res.message, trailer);
       },
-      (err: unknown) => callback(toGrpcStatus(err)),
+      (err: unknown) => {
+        finished();
+        callback(toGrpcStatus(err));
+      },
     );
   };
 }
@@ -238,7 +281,7 @@ function serverStreamingHandler(
       call.emit("error", toGrpcStatus(refused));
       return;
     }
-    const controller = cancelSignal(call);
+    const { controller, finished } = cancelSignal(call);
     const request = call.request;
     const req = {
       ...requestCommon(service, method, call, controller.signal),
@@ -268,10 +311,32 @@ function serverStreamingHandler(
       }
       if (!controller.signal.aborted) call.end(headersToMetadata(res.trailer));
     };
-    run().catch((err: unknown) => {
+    run().then(finished, (err: unknown) => {
+      finished();
       if (!controller.signal.aborted) call.emit("error", toGrpcStatus(err));
     });
   };
+}
+
+/** A Buffer over the bytes `toBinary` just made (no copy: nothing else holds them). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Serialized stream messages by message object. A service may send one message object to many streams
+ * (a decision to every watcher of the approval): it is serialized once. grpc-js copies the bytes into
+ * each stream's frame, so sharing them is safe.
+ */
+const serializedMessages = new WeakMap<object, Buffer>();
+
+function serializeShared(desc: DescMessage, message: object): Buffer {
+  let bytes = serializedMessages.get(message);
+  if (bytes === undefined) {
+    bytes = asBuffer(toBinary(desc, message as never));
+    serializedMessages.set(message, bytes);
+  }
+  return bytes;
 }
 
 /**
@@ -297,7 +362,7 @@ export function createGrpcServiceDefinition(
       path: `/${hosted.service.typeName}/${method.name}`,
       requestStream,
       responseStream,
-      requestSerialize: (value: unknown) => Buffer.from(toBinary(method.input, value as never)),
+      requestSerialize: (value: unknown) => asBuffer(toBinary(method.input, value as never)),
       requestDeserialize: (bytes: Buffer) => {
         try {
           return fromBinary(method.input, bytes);
@@ -305,7 +370,9 @@ export function createGrpcServiceDefinition(
           return new UndecodableRequest(err);
         }
       },
-      responseSerialize: (value: unknown) => Buffer.from(toBinary(method.output, value as never)),
+      responseSerialize: responseStream
+        ? (value: unknown) => serializeShared(method.output, value as object)
+        : (value: unknown) => asBuffer(toBinary(method.output, value as never)),
       responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
       originalName: method.localName,
     };

@@ -1,10 +1,12 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { pino } from "pino";
 import { loadServeConfig, type ServeFlags } from "../../server/config/config.js";
 import type { Clock } from "../../server/domain/clock.js";
 import { type RunningServer, startServer } from "../../server/main.js";
+import type { SlackGatewayDependencies } from "../../server/slack/start-slack-gateway.js";
 import type { ApprovalStore } from "../../server/store/approval-store.js";
 import type { Pem, TestPki } from "./certs.js";
 import { createClientFactory, type Protocol, type TestClients } from "./clients.js";
@@ -48,6 +50,8 @@ policies:
 export interface TestServer {
   server: RunningServer;
   policyPath: string;
+  /** The audit log file (unless `flags.auditFile` chose another). */
+  auditPath: string;
   /** Clients for a certificate (undefined: none) over a protocol. */
   clients(
     identity: Pem | undefined,
@@ -65,6 +69,10 @@ export async function startTestServer(options: {
   env?: NodeJS.ProcessEnv;
   clock?: Clock;
   store?: ApprovalStore;
+  /** Trace to this exporter (e.g. an in-memory one). */
+  spanExporter?: SpanExporter;
+  /** The Slack gateway's event listener, stores and timings (with SLACK_* in `env`). */
+  slack?: SlackGatewayDependencies;
 }): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "countersign-test-"));
   const policyPath = join(dir, "policies.yaml");
@@ -76,6 +84,7 @@ export async function startTestServer(options: {
     opsListen: "127.0.0.1:0",
     policy: policyPath,
     createRateLimit: "0",
+    auditFile: join(dir, "audit.jsonl"),
     ...(pki === undefined
       ? {}
       : {
@@ -91,6 +100,8 @@ export async function startTestServer(options: {
     logger: pino({ level: "silent" }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
     ...(options.store === undefined ? {} : { store: options.store }),
+    ...(options.spanExporter === undefined ? {} : { spanExporter: options.spanExporter }),
+    ...(options.slack === undefined ? {} : { slack: options.slack }),
   });
   const factory = createClientFactory({
     grpcAddress: server.grpcAddress,
@@ -101,6 +112,7 @@ export async function startTestServer(options: {
   return {
     server,
     policyPath,
+    auditPath: flags.auditFile ?? join(dir, "audit.jsonl"),
     clients: factory.clients,
     async close() {
       factory.close();

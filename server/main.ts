@@ -4,13 +4,12 @@ import type { Interceptor } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { type Logger, pino } from "pino";
+import { EchoService } from "../gen/countersign/bench/v1/echo_pb.js";
 import { AdminService } from "../gen/countersign/v1/admin_service_pb.js";
 import { ApprovalService } from "../gen/countersign/v1/approval_service_pb.js";
-import { EchoService } from "../gen/countersign/bench/v1/echo_pb.js";
-import { createEchoService } from "./bench/echo-service.js";
 import { createArchiveWriter } from "./archive/archive-writer.js";
+import { createEchoService } from "./bench/echo-service.js";
 import type { ServeConfig } from "./config/config.js";
-import { version } from "./version.js";
 import { type Clock, systemClock } from "./domain/clock.js";
 import { UnavailableError } from "./domain/errors.js";
 import { createPolicyHolder } from "./policy/policy-holder.js";
@@ -19,6 +18,15 @@ import { createScheduler } from "./scheduler/scheduler.js";
 import { createAdminService } from "./services/admin-service.js";
 import { type ApprovalOperations, createApprovalOperations } from "./services/approval-operations.js";
 import { createApprovalService } from "./services/approval-service.js";
+import type { SlackGateway } from "./slack/gateway.js";
+import type { SlackGatewayEvent } from "./slack/gateway-events.js";
+import { createRedisLeases } from "./slack/redis-leases.js";
+import { createRedisSlackMessageStore } from "./slack/redis-slack-message-store.js";
+import {
+  type SlackGatewayDependencies,
+  startInProcessSlackGateway,
+  startRemoteSlackGateway,
+} from "./slack/start-slack-gateway.js";
 import type { ApprovalStore } from "./store/approval-store.js";
 import { type Claims, createMemoryClaims } from "./store/claims.js";
 import { createMemoryApprovalStore } from "./store/memory-approval-store.js";
@@ -31,15 +39,7 @@ import { createAdminAuthInterceptor, createIdentityInterceptor } from "./transpo
 import { createOpsServer, type ReadinessCheck } from "./transport/ops-server.js";
 import { createRateLimitInterceptor, createTokenBucket } from "./transport/rate-limit.js";
 import { TlsMaterial } from "./transport/tls.js";
-import type { SlackGateway } from "./slack/gateway.js";
-import type { SlackGatewayEvent } from "./slack/gateway-events.js";
-import { createRedisLeases } from "./slack/redis-leases.js";
-import { createRedisSlackMessageStore } from "./slack/redis-slack-message-store.js";
-import {
-  type SlackGatewayDependencies,
-  startInProcessSlackGateway,
-  startRemoteSlackGateway,
-} from "./slack/start-slack-gateway.js";
+import { version } from "./version.js";
 
 /** Things a test or an embedding program may replace. */
 export interface ServerDependencies {
@@ -363,7 +363,13 @@ export async function startServer(
     },
   };
   logger.info(
-    { version, grpc: running.grpcAddress, connect: running.connectUrl, ops: running.opsUrl, tls: tls !== undefined },
+    {
+      version,
+      grpc: running.grpcAddress,
+      connect: running.connectUrl,
+      ops: running.opsUrl,
+      tls: tls !== undefined,
+    },
     "countersign is serving",
   );
   return running;

@@ -51,9 +51,10 @@ export interface CreateManyJob {
 }
 
 /**
- * Opens one WatchApproval stream per entry of `ids` over `connections` connections, answers `ready`
- * once every stream has its first snapshot, then records when each gets the terminal state. Ends when
- * all have it, after `timeoutMs` from ready, or on `stop`.
+ * Opens one WatchApproval stream per entry of `ids` over `connections` connections (at most 200 waiting
+ * for their first message at a time), answers `ready` once every stream has its first snapshot, then
+ * records when each gets the terminal state. Ends when all have it, after `timeoutMs` from ready, or on
+ * `stop`; fails when a stream fails before its snapshot or they are not all open within 60 s.
  */
 export interface WatchJob {
   kind: "watch";

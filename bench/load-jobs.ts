@@ -281,6 +281,13 @@ export async function runDecideAll(target: JobTarget, job: DecideAllJob): Promis
   return { sentAtNs, errors, ...(firstError === undefined ? {} : { firstError }) };
 }
 
+/** Most watch streams waiting for their first message at once, per watch job. */
+const openConcurrency = 200;
+/** Longest wait for every stream of a watch job to have its first message. */
+const openTimeoutMs = 60_000;
+/** Longest wait for cancelled streams to end. */
+const endGraceMs = 10_000;
+
 /** A watch stream as the watch job tracks it. */
 interface Watcher {
   /** Arrival time and bytes (grpc) or state (connect) of every message after the first. */
@@ -325,28 +332,41 @@ export function startWatch(target: JobTarget, job: WatchJob): RunningWatch {
     resolveReady = resolve;
     rejectReady = reject;
   });
+  // Nobody may wait for `ready` (a job that failed first); its outcome is handled by `result`.
+  ready.catch(() => {});
   let finish: () => void = () => {};
   const allEnded = new Promise<void>((resolve) => {
     finish = resolve;
   });
+  const failed = (err: unknown) => {
+    errors++;
+    firstError ??= message(err);
+  };
   const onOpened = (w: Watcher) => {
     if (w.opened) return;
     w.opened = true;
     if (++opened === watchers.length) resolveReady(opened);
+    openNext();
   };
   const onEnded = (w: Watcher, err?: unknown) => {
     if (w.ended) return;
     w.ended = true;
-    if (err !== undefined && !stopped) {
-      errors++;
-      firstError ??= message(err);
-      if (!w.opened) rejectReady(new Error(`a watch failed before its snapshot: ${message(err)}`));
+    if (!stopped && (err !== undefined || !w.opened)) {
+      const problem = err ?? new Error("the stream ended before its first message");
+      failed(problem);
+      if (!w.opened) {
+        rejectReady(new Error(`a watch failed before its snapshot: ${message(problem)}`));
+        stop();
+      }
     }
+    if (!w.opened) openNext();
     if (++ended === watchers.length) finish();
   };
 
   const closers: (() => void)[] = [];
   const cancels: (() => void)[] = [];
+  /** Opens stream `i`. */
+  let open: (i: number) => void;
   if (target.protocol === "grpc") {
     const path = `/${ApprovalService.typeName}/${ApprovalService.method.watchApproval.name}`;
     const clients = Array.from(
@@ -363,14 +383,14 @@ export function startWatch(target: JobTarget, job: WatchJob): RunningWatch {
         ),
     );
     for (const c of clients) closers.push(() => c.close());
-    job.ids.forEach((id, i) => {
+    open = (i) => {
       const w = watchers[i] as Watcher;
       const call = (clients[i % clients.length] as grpc.Client).makeServerStreamRequest(
         path,
         (req: { id: string }) =>
           Buffer.from(toBinary(WatchApprovalRequestSchema, create(WatchApprovalRequestSchema, req))),
         (bytes: Buffer) => ({ at: now(), bytes }),
-        { id },
+        { id: job.ids[i] as string },
         new grpc.Metadata(),
         {},
       );
@@ -381,16 +401,19 @@ export function startWatch(target: JobTarget, job: WatchJob): RunningWatch {
       call.on("end", () => onEnded(w));
       call.on("error", (err) => onEnded(w, err));
       cancels.push(() => call.cancel());
-    });
+    };
   } else {
     const pool = connections(target, job.connections, "requester");
     closers.push(pool.closeAll);
-    job.ids.forEach((id, i) => {
+    open = (i) => {
       const w = watchers[i] as Watcher;
       const abort = new AbortController();
       cancels.push(() => abort.abort());
       (async () => {
-        for await (const res of pool.at(i).approvals.watchApproval({ id }, { signal: abort.signal })) {
+        const stream = pool
+          .at(i)
+          .approvals.watchApproval({ id: job.ids[i] as string }, { signal: abort.signal });
+        for await (const res of stream) {
           if (!w.opened) onOpened(w);
           else if (!res.heartbeat)
             w.later.push({ at: now(), state: res.approval?.state ?? State.UNSPECIFIED });
@@ -399,22 +422,55 @@ export function startWatch(target: JobTarget, job: WatchJob): RunningWatch {
         () => onEnded(w),
         (err: unknown) => onEnded(w, err),
       );
-    });
+    };
+  }
+
+  // Streams are opened `openConcurrency` at a time (each waits for its first message before the next
+  // starts), as watchers arrive in practice, rather than all in the same millisecond.
+  let next = 0;
+  function openNext(): void {
+    if (!stopped && next < watchers.length) open(next++);
   }
 
   let timer: NodeJS.Timeout | undefined;
-  const stop = () => {
+  let giveUp: NodeJS.Timeout | undefined;
+  function stop(): void {
+    if (stopped) return;
     stopped = true;
+    clearTimeout(timer);
     for (const cancel of cancels) cancel();
-  };
+    // Streams never opened count as ended; the others get `endGraceMs` to end after the cancel.
+    for (const w of watchers.slice(next)) onEnded(w);
+    giveUp = setTimeout(() => {
+      const stuck = watchers.filter((w) => !w.ended).length;
+      failed(new Error(`${stuck} streams did not end within ${endGraceMs} ms of being cancelled`));
+      for (const w of watchers) if (!w.ended) onEnded(w);
+    }, endGraceMs);
+  }
+  timer = setTimeout(() => {
+    if (opened === watchers.length) return;
+    failed(
+      new Error(`only ${opened} of ${watchers.length} streams had their snapshot after ${openTimeoutMs} ms`),
+    );
+    rejectReady(new Error(firstError ?? "watch streams did not open in time"));
+    stop();
+  }, openTimeoutMs);
   ready.then(
     () => {
+      clearTimeout(timer);
       timer = setTimeout(stop, job.timeoutMs);
     },
-    () => stop(),
+    () => {},
   );
+  for (let i = 0; i < Math.min(openConcurrency, watchers.length); i++) openNext();
+  if (watchers.length === 0) {
+    resolveReady(0);
+    finish();
+  }
+
   const result = allEnded.then(() => {
     clearTimeout(timer);
+    clearTimeout(giveUp);
     for (const close of closers) close();
     return {
       opened,

@@ -31,6 +31,9 @@ const workerScript = join(import.meta.dirname, "load-worker.ts");
 /** How long a worker may take to start (tsx compiles it first) before the run gives up. */
 const startTimeoutMs = 60_000;
 
+/** Longest any job may take before the run gives up on it (every job bounds its own waits well below). */
+const jobTimeoutMs = 10 * 60_000;
+
 interface Pending {
   ready: (opened: number) => void;
   readyFailed: (err: Error) => void;
@@ -128,6 +131,18 @@ export async function startLoadWorkers(count: number): Promise<LoadWorkers> {
         };
       });
       pending.set(jobId, entry as Pending);
+      const timer = setTimeout(() => {
+        if (!pending.delete(jobId)) return;
+        (entry as Pending).failed(
+          new Error(
+            `load worker ${index % count} did not answer a ${job.kind} job within ${jobTimeoutMs} ms`,
+          ),
+        );
+      }, jobTimeoutMs);
+      result.then(
+        () => clearTimeout(timer),
+        () => clearTimeout(timer),
+      );
       const message: ToWorker = { type: "job", jobId, target, job };
       child.send(message);
       return {

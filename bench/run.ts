@@ -45,7 +45,7 @@ type ScenarioGroup = (typeof scenarioGroups)[number];
 
 /** Settings of the default run: under 5 minutes on a 2-core machine. */
 const fullSettings: BenchSettings = {
-  warmupMs: 800,
+  warmupMs: 500,
   durationMs: 2_100,
   rounds: 3,
   highConcurrency: 64,
@@ -53,7 +53,7 @@ const fullSettings: BenchSettings = {
   fanOutStreams: 5_000,
   burstApprovals: 5_000,
   streamsPerConnection: 250,
-  sustained: { ratePerSecond: 200, warmupMs: 10_000, durationMs: 60_000, streams: 2_000 },
+  sustained: { ratePerSecond: 200, warmupMs: 5_000, durationMs: 60_000, streams: 2_000 },
 };
 
 /** Settings of `--quick`: every scenario, small, in about 30 s. */
@@ -137,7 +137,10 @@ const skip = new Set<ScenarioGroup>(listOption<ScenarioGroup>("skip", flags.skip
 const outFile = resolve(flags.out ?? join(import.meta.dirname, "results", "latest.json"));
 const profileDir = join(import.meta.dirname, "results");
 
-const log = (line: string) => process.stderr.write(`${line}\n`);
+const runStarted = Date.now();
+/** Progress on stderr, each line with the seconds since the start. */
+const log = (line: string) =>
+  process.stderr.write(`${((Date.now() - runStarted) / 1000).toFixed(0).padStart(4)} s ${line}\n`);
 
 async function main(): Promise<number> {
   const started = new Date();

@@ -14,7 +14,7 @@ import type { ApprovalStore } from "../store/approval-store.js";
 import type { ApprovalOperations } from "./approval-operations.js";
 import { adminKey } from "./caller.js";
 import { approvalToMessage, optionalMs, stateFromMessage, stateToMessage } from "./convert.js";
-import { toConnectError } from "./errors.js";
+import { handle } from "./errors.js";
 
 /** The policy holder as the admin service uses it. */
 export interface AdminPolicies {
@@ -48,14 +48,6 @@ const states: ApprovalState[] = ["pending", "approved", "denied", "expired", "ca
 
 function admin(ctx: HandlerContext, requested: string): string {
   return requested !== "" ? requested : (ctx.values.get(adminKey) ?? "admin");
-}
-
-async function handle<T>(body: () => Promise<T>): Promise<T> {
-  try {
-    return await body();
-  } catch (err) {
-    throw toConnectError(err);
-  }
 }
 
 /**

@@ -13,7 +13,7 @@ import { checkId, Violations } from "../domain/validation.js";
 import type { ApprovalOperations } from "./approval-operations.js";
 import { type Caller, callerKey, type Role } from "./caller.js";
 import { approvalToMessage, createInputFromMessage, decisionFromMessage, rulesToMessage } from "./convert.js";
-import { toConnectError } from "./errors.js";
+import { handle, toConnectError } from "./errors.js";
 
 /** Options of `createApprovalService`. */
 export interface ApprovalServiceOptions {
@@ -71,15 +71,6 @@ function checkedId(id: string): string {
   checkId(v, "id", id);
   v.throwIfAny();
   return id;
-}
-
-/** Runs a handler body and maps whatever it throws to a status. */
-async function handle<T>(body: () => Promise<T>): Promise<T> {
-  try {
-    return await body();
-  } catch (err) {
-    throw toConnectError(err);
-  }
 }
 
 /**

@@ -60,3 +60,12 @@ export function toConnectError(err: unknown): ConnectError {
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
+
+/** Runs a unary handler body and maps whatever it throws to the status a client sees. */
+export async function handle<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (err) {
+    throw toConnectError(err);
+  }
+}

@@ -16,6 +16,8 @@ export const limits = {
   paramsDepth: 16,
   /** Keys of any one object in params. */
   paramsKeys: 256,
+  /** Length of any key in params: a name an approver can read. */
+  paramsKeyLength: 256,
   /** Elements of any one list in params. */
   paramsListLength: 1000,
   /** Length of any string in params. */

@@ -88,7 +88,12 @@ export function checkParams(v: Violations, field: string, params: JsonObject): v
         return true;
       }
       for (const key of keys) {
-        if (!walk(value[key] as JsonValue, `${path}.${key}`, depth + 1)) return false;
+        if (key.length > limits.paramsKeyLength)
+          v.add(
+            `${path}.${key.slice(0, 32)}…`,
+            `is a key of ${key.length} characters; the limit is ${limits.paramsKeyLength}`,
+          );
+        else if (!walk(value[key] as JsonValue, `${path}.${key}`, depth + 1)) return false;
       }
     }
     return true;

@@ -1,15 +1,19 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { paramsDisplay } from "../domain/display-text.js";
+import { applyParamsEdit } from "../domain/governance.js";
+import { canonicalJson, canonicalSha256 } from "../domain/hashing.js";
 import { buildApproval, type CreateInput } from "../domain/lifecycle.js";
-import type { Approval, JsonObject, Policy, PolicySet, Redaction } from "../domain/types.js";
+import { isParamVisible } from "../domain/redaction.js";
+import type { Approval, JsonObject, JsonValue, Policy, PolicySet, Redaction } from "../domain/types.js";
 import {
   renderApprovalDetails,
   renderApprovalMessage,
   renderEscalation,
   renderEscalationNotice,
   renderReminder,
+  type SlackMessageContent,
   slackActions,
-  visibleParams,
 } from "./blocks.js";
 import { denyModal, editModal } from "./modals.js";
 
@@ -199,7 +203,7 @@ describe("redaction", () => {
               : { keys: [], maxKeys: 1, maxDiffBytes: 64, requestKeys: [] },
           });
           const base = approval({ params: { service: "api", ...hidden } }, p);
-          const shown = visibleParams(base).shown;
+          const shown = paramsDisplay(base.params, base.rules.redaction).shown;
           const secretsHidden = values.filter((v) => !JSON.stringify(shown).includes(v));
           const withEdit: Approval = {
             ...base,
@@ -235,7 +239,7 @@ describe("redaction", () => {
     );
     const text = JSON.stringify(renderApprovalMessage(a).blocks);
     expect(text).toContain("v42");
-    expect(text).toContain("1 param is hidden by policy");
+    expect(text).toContain("_Hidden by policy (1):_ `token`");
     expect(text).not.toContain("t0k3n");
   });
 });
@@ -262,6 +266,221 @@ describe("reminders and escalation", () => {
     expect(renderEscalation(a).text).toContain("<@UONCALL>, please take a look");
     expect(renderEscalationNotice(a, "https://slack.test/x").text).toContain(
       "<https://slack.test/x|Open the request>",
+    );
+  });
+});
+
+/** Keys that are special to JavaScript objects, and text that is special to Slack or to people. */
+const hostileKey = fc.oneof(
+  fc.constantFrom(
+    "__proto__",
+    "constructor",
+    "prototype",
+    "toString",
+    "hasOwnProperty",
+    "valueOf",
+    "",
+    " ",
+    "`",
+    "```",
+    '"q"',
+    "a\u202Eb",
+    "\u200B",
+    "<!channel>",
+    "&amp;",
+    "\\u202E",
+  ),
+  fc.string({ unit: "binary", maxLength: 12 }),
+);
+const hostileText = fc.string({
+  unit: fc.oneof(
+    fc.constantFrom(
+      "\u202E",
+      "\u2066",
+      "\u200B",
+      "\u200D",
+      "\u0000",
+      "\u001B",
+      "\n",
+      "`",
+      "<",
+      "&",
+      "*",
+      "😀",
+    ),
+    fc.string({ unit: "binary", minLength: 1, maxLength: 1 }),
+  ),
+  maxLength: 40,
+});
+/** Nested params whose keys may be any of the above: objects built with own keys only. */
+const hostileParams: fc.Arbitrary<JsonObject> = fc.letrec<{ value: JsonValue; object: JsonObject }>(
+  (tie) => ({
+    value: fc.oneof(
+      { depthSize: "small" },
+      hostileText,
+      fc.integer(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(tie("value"), { maxLength: 3 }),
+      tie("object"),
+    ),
+    object: fc
+      .uniqueArray(fc.tuple(hostileKey, tie("value")), { selector: ([k]) => k, maxLength: 5 })
+      .map((entries) => Object.fromEntries(entries) as JsonObject),
+  }),
+).object;
+const anyRedaction = (keys: string[]): fc.Arbitrary<Redaction> =>
+  fc.oneof(
+    fc.constant<Redaction>({ mode: "none", keys: [] }),
+    fc.constant<Redaction>({ mode: "all", keys: [] }),
+    fc.subarray(keys).map((k): Redaction => ({ mode: "allowlist", keys: k })),
+    fc.subarray(keys).map((k): Redaction => ({ mode: "denylist", keys: k })),
+  );
+
+type Block = { type: string; text?: { text: string }; elements?: { text?: string | { text: string } }[] };
+const sectionsOf = (m: SlackMessageContent) =>
+  (m.blocks as Block[]).filter((b) => b.type === "section").map((b) => b.text?.text ?? "");
+const unescapeMrkdwn = (text: string) =>
+  text.replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&");
+
+/** The params JSON an approver reads: the code blocks that follow "*Params:*", joined. */
+function paramsRead(sections: string[]): JsonObject | undefined {
+  const start = sections.findIndex((s) => s.startsWith("*Params:*"));
+  let text = "";
+  for (let i = start; i >= 0 && i < sections.length; i++) {
+    const body = i === start ? (sections[i] ?? "").slice("*Params:*\n".length) : (sections[i] ?? "");
+    const code = /^```([\s\S]*)```$/.exec(body);
+    if (code === null) break;
+    text += unescapeMrkdwn(code[1] ?? "");
+  }
+  return text === "" ? undefined : (JSON.parse(text) as JsonObject);
+}
+
+/** The key names listed after "Hidden by policy": bare names, or JSON strings when they need escapes. */
+function hiddenRead(sections: string[]): string[] {
+  const start = sections.findIndex((s) => s.startsWith("_Hidden by policy"));
+  if (start < 0) return [];
+  const names: string[] = [];
+  for (const s of sections.slice(start)) {
+    for (const [, span = ""] of s.matchAll(/`([^`]*)`/g)) {
+      const text = unescapeMrkdwn(span);
+      names.push(text.startsWith('"') ? (JSON.parse(text) as string) : text);
+    }
+  }
+  return names;
+}
+
+/** Every text Slack would display, with the limit it must keep to. */
+function textsWithLimits(m: SlackMessageContent): [string, number][] {
+  const out: [string, number][] = [[m.text, 3000]];
+  for (const b of m.blocks as Block[]) {
+    if (b.type === "header") out.push([b.text?.text ?? "", 150]);
+    if (b.type === "section") out.push([b.text?.text ?? "", 3000]);
+    if (b.type === "context")
+      for (const e of b.elements ?? []) out.push([typeof e.text === "string" ? e.text : "", 2000]);
+    if (b.type === "actions")
+      for (const e of b.elements ?? []) out.push([typeof e.text === "object" ? e.text.text : "", 75]);
+  }
+  return out;
+}
+
+/** Characters that would display as nothing or reorder the text around them. */
+const deceptive = new Set(["\u202A", "\u202E", "\u2066", "\u2069", "\u200B", "\u0000", "\u001B"]);
+
+const sameJson = (a: JsonValue | undefined, b: JsonValue | undefined) =>
+  a === undefined || b === undefined ? a === b : canonicalJson(a) === canonicalJson(b);
+
+describe("what approvers see is exactly what the params hash covers", () => {
+  it("shows every key and value approvers may see, names every hidden key, within Slack's limits", () => {
+    fc.assert(
+      fc.property(
+        hostileParams.chain((params) => fc.tuple(fc.constant(params), anyRedaction(Object.keys(params)))),
+        hostileText,
+        hostileText,
+        ([params, redaction], title, justification) => {
+          const a = approval({ params, title, justification }, policy({ redaction }));
+          expect(a.paramsSha256).toBe(canonicalSha256(params));
+          const message = renderApprovalMessage(a);
+          const pages = renderApprovalDetails(a);
+          expect(pages.length).toBeGreaterThan(0);
+          for (const m of [message, ...pages]) {
+            expect(m.blocks.length).toBeLessThanOrEqual(50);
+            for (const [text, max] of textsWithLimits(m)) {
+              expect(text.length).toBeLessThanOrEqual(max);
+              expect(text).not.toMatch(/\p{Cs}/u);
+              expect([...text].filter((c) => deceptive.has(c))).toEqual([]);
+            }
+          }
+          const visible = Object.keys(params).filter((k) => isParamVisible(k, redaction));
+          const hidden = Object.keys(params).filter((k) => !isParamVisible(k, redaction));
+          // More info: every visible key with its exact value, every hidden key by name.
+          const details = pages.flatMap(sectionsOf);
+          const read = paramsRead(details) ?? {};
+          expect(Object.keys(read)).toEqual(visible);
+          for (const k of visible) expect(sameJson(read[k], params[k])).toBe(true);
+          expect(hiddenRead(details)).toEqual(hidden);
+          // The message: the same, or says plainly that it shows only part.
+          const shownInMessage = sectionsOf(message);
+          if (shownInMessage.some((s) => s.includes("shows only part of the params"))) return;
+          const inMessage = paramsRead(shownInMessage) ?? {};
+          expect(canonicalJson(inMessage)).toBe(canonicalJson(read));
+          if (!shownInMessage.some((s) => s.includes("more: press *More info*")))
+            expect(hiddenRead(shownInMessage)).toEqual(hidden);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it("shows an approver's edit exactly as it is applied", () => {
+    fc.assert(
+      fc.property(
+        hostileParams,
+        fc.uniqueArray(fc.tuple(hostileKey, fc.option(hostileText, { nil: undefined })), {
+          selector: ([k]) => k,
+          minLength: 1,
+          maxLength: 4,
+        }),
+        (current, changes) => {
+          const edited = Object.assign(Object.create(null) as JsonObject, current);
+          for (const [key, value] of changes) {
+            if (value === undefined) delete edited[key];
+            else edited[key] = value;
+          }
+          const keys = changes.map(([k]) => k);
+          const rules = { keys, maxKeys: keys.length, maxDiffBytes: 1 << 20, requestKeys: [] };
+          const result = applyParamsEdit(current, edited, rules, "U1", now);
+          const diff = [...new Set([...Object.keys(current), ...Object.keys(edited)])].filter(
+            (k) =>
+              !sameJson(
+                Object.hasOwn(current, k) ? current[k] : undefined,
+                Object.hasOwn(edited, k) ? edited[k] : undefined,
+              ),
+          );
+          if (result === undefined) {
+            expect(diff).toEqual([]);
+            return;
+          }
+          const base = approval({ params: current }, policy({ overrides: rules }));
+          const a: Approval = { ...base, params: result.params, edits: [result.edit] };
+          const details = renderApprovalDetails(a).flatMap(sectionsOf);
+          const editStart = details.findIndex((s) => s.startsWith("✏️"));
+          let text = "";
+          for (const s of details.slice(editStart + 1)) {
+            const code = /^```([\s\S]*)```$/.exec(s);
+            if (code === null) break;
+            text += unescapeMrkdwn(code[1] ?? "");
+          }
+          const shown = JSON.parse(text) as { key: string; before?: JsonValue; after?: JsonValue }[];
+          expect(shown.map((c) => c.key).sort()).toEqual([...diff].sort());
+          for (const c of shown) {
+            expect(sameJson(c.before, Object.hasOwn(current, c.key) ? current[c.key] : undefined)).toBe(true);
+            expect(sameJson(c.after, Object.hasOwn(edited, c.key) ? edited[c.key] : undefined)).toBe(true);
+          }
+          expect(sameJson(paramsRead(details), result.params)).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
     );
   });
 });

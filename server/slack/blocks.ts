@@ -4,9 +4,28 @@
  * reaches Slack.
  */
 import type { types } from "@slack/bolt";
+import {
+  jsonDisplay,
+  messageParamsChars,
+  paramsDisplay,
+  prefixWithin,
+  truncate,
+  visibleText,
+} from "../domain/display-text.js";
 import { isParamVisible } from "../domain/redaction.js";
-import type { Approval, ApprovalState, JsonObject, JsonValue, Vote } from "../domain/types.js";
-import { code, codeBlock, date, duration, escapeText, group, link, person, truncate } from "./mrkdwn.js";
+import type { Approval, ApprovalState, JsonValue, ParamChange, Vote } from "../domain/types.js";
+import {
+  code,
+  codeBlocks,
+  date,
+  duration,
+  escapeLines,
+  escapeText,
+  group,
+  link,
+  packLines,
+  person,
+} from "./mrkdwn.js";
 
 /** Message content for `chat.postMessage` / `chat.update`. */
 export interface SlackMessageContent {
@@ -30,17 +49,10 @@ export type SlackActionId = (typeof slackActions)[keyof typeof slackActions];
 
 /** Slack's limits that the renderer keeps to. */
 const limits = { header: 150, section: 3000, context: 2000, button: 75 } as const;
-
-/** The approval's params as approvers may see them under the policy's redaction. */
-export function visibleParams(a: Approval): { shown: JsonObject; hidden: number } {
-  const shown: JsonObject = {};
-  let hidden = 0;
-  for (const [key, value] of Object.entries(a.params)) {
-    if (isParamVisible(key, a.rules.redaction)) shown[key] = value;
-    else hidden++;
-  }
-  return { shown, hidden };
-}
+/** Sections in one "More info" message: well within Slack's 50 blocks and its total message size. */
+const sectionsPerDetailsPage = 10;
+/** Characters of hidden key names listed in the approval message; "More info" lists them all. */
+const hiddenNamesChars = 2000;
 
 const stateWords: Record<ApprovalState, { emoji: string; word: string }> = {
   pending: { emoji: "🔐", word: "Pending" },
@@ -73,9 +85,18 @@ function button(
   };
 }
 
-/** A param value as one line of code. */
-function valueText(value: JsonValue | undefined): string {
-  return value === undefined ? "(absent)" : code(truncate(JSON.stringify(value), 300));
+/** A param value as one line of code, at most `max` characters. */
+function valueText(value: JsonValue | undefined, max: number): string {
+  return value === undefined ? "(absent)" : code(jsonDisplay(value), max);
+}
+
+/**
+ * A param key as inline code: the name itself when it reads back exactly, else its JSON string (with
+ * escapes for quotes, backslashes, backticks and invisible characters).
+ */
+function keyText(key: string): string {
+  const json = jsonDisplay(key);
+  return code(key !== "" && json === `"${key}"` ? key : json);
 }
 
 /** The co-sign stage that is waiting, if any. */
@@ -109,7 +130,7 @@ export function waitingFor(a: Approval): string[] {
 function progress(a: Approval): string {
   const stage = pendingStage(a);
   if (stage !== undefined)
-    return `waiting for co-sign stage *${escapeText(stage.name)}*: ${stage.acknowledgedBy.length} of ${stage.required} acknowledgements`;
+    return `waiting for co-sign stage *${escapeText(stage.name, 100)}*: ${stage.acknowledgedBy.length} of ${stage.required} acknowledgements`;
   const parts = [`${approvalsSoFar(a)} of ${a.rules.requiredApprovals} approvals`];
   if (a.rules.denyThreshold > 1) parts.push(`${denialsSoFar(a)} of ${a.rules.denyThreshold} denials`);
   return `waiting for approval: ${parts.join(", ")}`;
@@ -120,15 +141,15 @@ function statusLine(a: Approval): string {
   if (a.state === "pending") return `${emoji} *${word}*: ${progress(a)}. Expires ${date(a.expireTime)}.`;
   const by = a.state === "expired" ? "" : ` by ${person(a.decidedBy)}`;
   const admin = a.adminOverride ? " (admin override)" : "";
-  const reason = a.reason === "" ? "" : `: “${escapeText(truncate(a.reason, 1000))}”`;
+  const reason = a.reason === "" ? "" : `: “${escapeText(a.reason, 1000)}”`;
   return `${emoji} *${word}*${by}${admin} ${date(a.decideTime)}${reason}`;
 }
 
 function voteLine(v: Vote): string {
-  const reason = v.reason === "" ? "" : `: “${escapeText(truncate(v.reason, 300))}”`;
+  const reason = v.reason === "" ? "" : `: “${escapeText(v.reason, 300)}”`;
   switch (v.decision) {
     case "acknowledge":
-      return `☑️ ${person(v.approver)} acknowledged (${escapeText(v.stage)})${reason}`;
+      return `☑️ ${person(v.approver)} acknowledged (${escapeText(v.stage, 100)})${reason}`;
     case "approve":
       return `👍 ${person(v.approver)} approved${reason}`;
     case "deny":
@@ -150,28 +171,91 @@ function originLine(a: Approval): string | undefined {
   return parts.length === 0 ? undefined : `*Origin:* ${parts.join(" · ")}`;
 }
 
-function paramsText(a: Approval, max: number): string {
-  const { shown, hidden } = visibleParams(a);
-  const lines: string[] = [];
-  if (Object.keys(shown).length > 0) {
-    const json = JSON.stringify(shown, null, 2);
-    lines.push(
-      codeBlock(json.length > max ? `${json.slice(0, max)}\n… (${json.length - max} more characters)` : json),
-    );
+/**
+ * The params sections of the approval message: the params approvers may see as JSON, in full up to
+ * {@link messageParamsChars} characters, else the first part with a plain note that the rest is in
+ * "More info"; and the keys the policy hides, by name.
+ */
+function messageParamsSections(a: Approval): string[] {
+  const { text, hidden } = paramsDisplay(a.params, a.rules.redaction);
+  const sections: string[] = [];
+  if (text === "") sections.push(hidden.length === 0 ? "*Params:* _none._" : "*Params:*");
+  else {
+    let part = prefixWithin(text, messageParamsChars);
+    if (part.length < text.length) {
+      const lastLine = part.lastIndexOf("\n");
+      if (lastLine > messageParamsChars / 2) part = part.slice(0, lastLine + 1);
+    }
+    const blocks = codeBlocks(part, limits.section);
+    blocks[0] = `*Params:*\n${blocks[0]}`;
+    sections.push(...blocks);
+    if (part.length < text.length)
+      sections.push(
+        `:warning: *This message shows only part of the params* (${part.length} of ${text.length} characters). Press *More info* to read all of them before you vote.`,
+      );
   }
-  if (hidden > 0) lines.push(`_${hidden === 1 ? "1 param is" : `${hidden} params are`} hidden by policy._`);
-  return lines.length === 0 ? "_No params._" : lines.join("\n");
+  if (hidden.length > 0) {
+    let names = `_Hidden by policy (${hidden.length}):_`;
+    let listed = 0;
+    for (const name of hidden.map(keyText)) {
+      if (names.length + name.length > hiddenNamesChars) break;
+      names += `${listed === 0 ? " " : ", "}${name}`;
+      listed++;
+    }
+    if (listed < hidden.length)
+      names += ` and ${hidden.length - listed} more: press *More info* for every name.`;
+    sections.push(names);
+  }
+  return sections;
 }
 
-function editLines(a: Approval): string[] {
-  return a.edits.map((e) => {
-    const changes = e.changes.map((c) =>
-      isParamVisible(c.key, a.rules.redaction)
-        ? `${code(c.key)} ${valueText(c.before)} → ${valueText(c.after)}`
-        : `${code(c.key)} changed (hidden by policy)`,
+/** The params sections of "More info": every param approvers may see, in full, and every hidden key. */
+function detailsParamsSections(a: Approval): string[] {
+  const { text, hidden } = paramsDisplay(a.params, a.rules.redaction);
+  const sections = text === "" ? [hidden.length === 0 ? "*Params:* _none._" : "*Params:*"] : [];
+  if (text !== "") {
+    const blocks = codeBlocks(text, limits.section - "*Params:*\n".length);
+    blocks[0] = `*Params:*\n${blocks[0]}`;
+    sections.push(...blocks);
+  }
+  if (hidden.length > 0)
+    sections.push(
+      ...packLines([`_Hidden by policy (${hidden.length}):_`, ...hidden.map(keyText)], limits.section),
     );
+  return sections;
+}
+
+/** One changed key of an edit, values cut to `max` characters each (hidden values never shown). */
+function changeText(a: Approval, c: ParamChange, max: number): string {
+  return isParamVisible(c.key, a.rules.redaction)
+    ? `${keyText(c.key)} ${valueText(c.before, max)} → ${valueText(c.after, max)}`
+    : `${keyText(c.key)} changed (hidden by policy)`;
+}
+
+function editLines(a: Approval, max: number): string[] {
+  return a.edits.map((e) => {
+    const changes = e.changes.map((c) => changeText(a, c, max));
     return `✏️ ${person(e.editor)} edited ${changes.join(", ")} · params SHA-256 now ${code(e.paramsSha256After.slice(0, 12))}`;
   });
+}
+
+/**
+ * The edits of "More info", in full: who edited and the new hash, then each changed key as a JSON
+ * object `{"key", "before", "after"}` (the values of hidden keys left out), so the diff shown is
+ * exactly the diff applied.
+ */
+function detailsEditSections(a: Approval): string[] {
+  const sections: string[] = [];
+  for (const e of a.edits) {
+    sections.push(
+      `✏️ ${person(e.editor)} edited ${e.changes.length} key${e.changes.length === 1 ? "" : "s"} ${date(e.time)} · params SHA-256 ${code(e.paramsSha256Before.slice(0, 12))} → ${code(e.paramsSha256After.slice(0, 12))}`,
+    );
+    const diff = e.changes.map((c) =>
+      isParamVisible(c.key, a.rules.redaction) ? c : { key: c.key, hidden_by_policy: true },
+    );
+    sections.push(...codeBlocks(jsonDisplay(diff as JsonValue[], 2), limits.section));
+  }
+  return sections;
 }
 
 function policySummary(a: Approval): string {
@@ -180,7 +264,9 @@ function policySummary(a: Approval): string {
   parts.push(`${r.requiredApprovals} approval${r.requiredApprovals === 1 ? "" : "s"} needed`);
   if (r.denyThreshold > 1) parts.push(`${r.denyThreshold} denials deny`);
   if (r.stages.length > 0)
-    parts.push(`co-sign first: ${r.stages.map((s) => `${escapeText(s.name)} (${s.required})`).join(" → ")}`);
+    parts.push(
+      `co-sign first: ${r.stages.map((s) => `${escapeText(s.name, 100)} (${s.required})`).join(" → ")}`,
+    );
   parts.push(`times out after ${duration(a.expireTime - a.createTime)}`);
   const approvers = [...r.approvers.users.map(person), ...r.approvers.groups.map(group)];
   if (approvers.length > 0) parts.push(`approvers ${approvers.slice(0, 20).join(", ")}`);
@@ -209,31 +295,42 @@ function buttons(a: Approval): types.ActionsBlock | undefined {
   return undefined;
 }
 
+/** The justification as a block quote, at most `max` characters, line breaks kept. */
+function quoted(text: string, max: number): string {
+  const render = (part: string) => `>${escapeLines(part).replaceAll("\n", "\n>")}`;
+  const whole = render(text);
+  return whole.length <= max ? whole : `${render(prefixWithin(text, max - 2, (p) => render(p).length - 1))}…`;
+}
+
 /**
  * The approval's message: title, action, requester and on-behalf-of, justification, origin, params after
- * redaction, the first 12 hex digits of the params hash, the policy summary, progress and outcome, and
- * the buttons a pending approval needs (none once it is finished, but Re-request where the policy allows).
+ * redaction (in part, plainly marked, when long) with the names of the hidden ones, the first 12 hex
+ * digits of the params hash, the policy summary, progress and outcome, and the buttons a pending approval
+ * needs (none once it is finished, but Re-request where the policy allows). Every piece of user text is
+ * escaped and shown with its invisible characters visible (see `mrkdwn.ts`).
  */
 export function renderApprovalMessage(a: Approval): SlackMessageContent {
   const { emoji, word } = stateWords[a.state];
   const blocks: types.KnownBlock[] = [
     {
       type: "header",
-      text: { type: "plain_text", text: truncate(`${emoji} ${a.title}`, limits.header), emoji: true },
+      text: {
+        type: "plain_text",
+        text: truncate(`${emoji} ${visibleText(a.title)}`, limits.header),
+        emoji: true,
+      },
     },
   ];
   const forWhom = a.onBehalfOf === "" ? "" : ` for ${person(a.onBehalfOf)}`;
   blocks.push(section(`*Action:* ${code(a.action)} · requested by ${person(a.requester)}${forWhom}`));
-  if (a.justification !== "")
-    blocks.push(
-      section(`*Justification:*\n>${escapeText(truncate(a.justification, 2800)).replaceAll("\n", "\n>")}`),
-    );
+  if (a.justification !== "") blocks.push(section(`*Justification:*\n${quoted(a.justification, 2900)}`));
   const origin = originLine(a);
   if (origin !== undefined) blocks.push(section(origin));
-  blocks.push(section(`*Params:*\n${paramsText(a, 2600)}`));
-  const edits = editLines(a);
-  if (edits.length > 0) blocks.push(section(edits.join("\n")));
-  if (a.votes.length > 0) blocks.push(section(a.votes.slice(-20).map(voteLine).join("\n")));
+  blocks.push(...messageParamsSections(a).map(section));
+  const edits = editLines(a, 300);
+  if (edits.length > 0) blocks.push(...packLines(edits, limits.section).map(section));
+  if (a.votes.length > 0)
+    blocks.push(...packLines(a.votes.slice(-20).map(voteLine), limits.section).map(section));
   blocks.push(section(statusLine(a)));
   blocks.push(
     context(`ID ${code(a.id)} · params SHA-256 ${code(a.paramsSha256.slice(0, 12))} · ${policySummary(a)}`),
@@ -247,8 +344,12 @@ export function renderApprovalMessage(a: Approval): SlackMessageContent {
   return { text: truncate(text, 3000), blocks };
 }
 
-/** The "More info" answer: everything about the approval an approver may see, for the clicker only. */
-export function renderApprovalDetails(a: Approval): SlackMessageContent {
+/**
+ * The "More info" answer, for the clicker only: everything about the approval an approver may see, with
+ * every param and every edit in full. Long params take several messages ("part 2 of 3"), in order, so
+ * nothing an approval covers is left unread.
+ */
+export function renderApprovalDetails(a: Approval): SlackMessageContent[] {
   const lines = [
     `*${escapeText(a.title)}* (${code(a.action)})`,
     `ID ${code(a.id)} · lineage ${code(a.lineageId)}${a.rerequestOf === "" ? "" : ` · re-requests ${code(a.rerequestOf)}`}`,
@@ -256,13 +357,23 @@ export function renderApprovalDetails(a: Approval): SlackMessageContent {
     `Params SHA-256 ${code(a.paramsSha256)}`,
     `Policy SHA-256 ${code(a.policySha256.slice(0, 12))} · ${policySummary(a)}`,
   ];
-  const blocks: types.KnownBlock[] = [
-    section(lines.join("\n")),
-    section(`*Params:*\n${paramsText(a, 2800)}`),
+  const sections = [
+    ...packLines(lines, limits.section),
+    ...detailsParamsSections(a),
+    ...detailsEditSections(a),
+    ...packLines([...a.votes.map((v) => `${voteLine(v)} ${date(v.time)}`), statusLine(a)], limits.section),
   ];
-  const history = [...a.votes.map((v) => `${voteLine(v)} ${date(v.time)}`), ...editLines(a), statusLine(a)];
-  blocks.push(section(history.join("\n")));
-  return { text: `Details of ${escapeText(a.title)}`, blocks };
+  const pages: SlackMessageContent[] = [];
+  const count = Math.ceil(sections.length / sectionsPerDetailsPage);
+  for (let i = 0; i < count; i++) {
+    const part = count === 1 ? "" : ` (part ${i + 1} of ${count})`;
+    const blocks: types.KnownBlock[] = sections
+      .slice(i * sectionsPerDetailsPage, (i + 1) * sectionsPerDetailsPage)
+      .map(section);
+    if (count > 1) blocks.unshift(context(`More info${part}`));
+    pages.push({ text: `Details of ${escapeText(a.title)}${part}`, blocks });
+  }
+  return pages;
 }
 
 /** Reminder `index` (0-based), posted in the message's thread. */

@@ -411,7 +411,7 @@ export function registerInteractions(options: InteractionsOptions): Interactions
       case slackActions.info: {
         const approval = options.approval(approvalId);
         if (approval === undefined) tell(channel, user, "Countersign does not know this request (yet).");
-        else queue.ephemeral(channel, user, renderApprovalDetails(approval));
+        else for (const page of renderApprovalDetails(approval)) queue.ephemeral(channel, user, page);
         return;
       }
       case slackActions.rerequest: {

@@ -3,10 +3,11 @@
  * submitted, and place the service's field errors next to the input they are about.
  */
 import type { types } from "@slack/bolt";
+import { jsonDisplay, truncate, visibleText } from "../domain/display-text.js";
 import type { FieldViolation } from "../domain/errors.js";
 import { isParamVisible } from "../domain/redaction.js";
 import type { Approval, JsonObject, JsonValue } from "../domain/types.js";
-import { code, escapeText, truncate } from "./mrkdwn.js";
+import { code, escapeText } from "./mrkdwn.js";
 
 /** The `callback_id` of each modal. */
 export const slackViews = {
@@ -30,8 +31,9 @@ const reasonBlock = "reason";
 const paramBlock = (index: number) => `param_${index}`;
 const valueAction = "value";
 
+/** Plain text, invisible characters shown as escapes, at most `max` characters. */
 function plain(text: string, max: number): types.PlainTextElement {
-  return { type: "plain_text", text: truncate(text, max), emoji: true };
+  return { type: "plain_text", text: truncate(visibleText(text), max), emoji: true };
 }
 
 function summary(a: Approval, extra: string): types.SectionBlock {
@@ -90,12 +92,25 @@ export function denyModal(a: Approval, ctx: ModalContext): types.ModalView {
   };
 }
 
-/** How a key's text is read back: as text, or as a JSON value. */
+/** The value of param `key`, read as an own key only (`constructor` is a key like any other). */
+function paramValue(params: JsonObject, key: string): JsonValue | undefined {
+  return Object.hasOwn(params, key) ? params[key] : undefined;
+}
+
+/**
+ * How a key's text is shown and read back: as text, or as a JSON value. A string with characters that
+ * display as nothing (see `visibleText`) is shown as JSON, so its escapes are visible and read back
+ * exactly.
+ */
 function kindOf(a: Approval, key: string): "text" | "json" {
-  const current = a.params[key];
-  if (typeof current === "string") return "text";
+  const current = paramValue(a.params, key);
+  if (typeof current === "string") return visibleText(current) === current ? "text" : "json";
   if (current !== undefined) return "json";
-  const property = (a.rules.overrides.schema?.properties as JsonObject | undefined)?.[key];
+  const properties = a.rules.overrides.schema?.properties;
+  const property =
+    typeof properties === "object" && properties !== null && !Array.isArray(properties)
+      ? paramValue(properties, key)
+      : undefined;
   const type =
     typeof property === "object" && property !== null && !Array.isArray(property) ? property.type : undefined;
   return type === "string" ? "text" : "json";
@@ -111,11 +126,11 @@ export function editModal(a: Approval, ctx: ModalContext): types.ModalView {
     ),
   ];
   o.keys.forEach((key, i) => {
-    const current = a.params[key];
+    const current = paramValue(a.params, key);
     const kind = kindOf(a, key);
     const visible = isParamVisible(key, a.rules.redaction);
     const text =
-      current === undefined ? undefined : kind === "text" ? (current as string) : JSON.stringify(current);
+      current === undefined ? undefined : kind === "text" ? (current as string) : jsonDisplay(current);
     const prefill = visible && text !== undefined && text.length <= 3000 ? text : undefined;
     const hint = !visible
       ? "Hidden by policy: leave empty to keep the current value."
@@ -176,7 +191,8 @@ export function readEditSubmission(
   a: Approval,
   values: ViewStateValues,
 ): { ok: true; editedParams: JsonObject } | { ok: false; errors: Record<string, string> } {
-  const editedParams: JsonObject = { ...a.params };
+  // Prototype-free, so that every key, `__proto__` included, is an own key of the submitted params.
+  const editedParams = Object.assign(Object.create(null) as JsonObject, a.params);
   const errors: Record<string, string> = {};
   a.rules.overrides.keys.forEach((key, i) => {
     const raw = inputValue(values, paramBlock(i));

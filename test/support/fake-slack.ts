@@ -75,7 +75,7 @@ export interface FakeSlack {
   /** Every message posted (thread replies too), optionally in one channel. */
   messages(channel?: string): FakeSlackMessage[];
   /** Ephemeral messages sent. */
-  ephemerals(): { channel: string; user: string; text: string }[];
+  ephemerals(): { channel: string; user: string; text: string; blocks: unknown[] }[];
   /** Views opened or updated, by view id (the latest view of each). */
   views(): Map<string, Record<string, unknown>>;
   /** The next `times` calls of `method` ("*": any) fail with `fault`. */
@@ -127,7 +127,7 @@ export async function startFakeSlack(
   const botUserId = "UFAKEBOT";
   const calls: FakeSlackCall[] = [];
   const messages: FakeSlackMessage[] = [];
-  const ephemerals: { channel: string; user: string; text: string }[] = [];
+  const ephemerals: { channel: string; user: string; text: string; blocks: unknown[] }[] = [];
   const views = new Map<string, Record<string, unknown>>();
   const groups = new Map<string, string[]>();
   const faults: { method: string; fault: FakeSlackFault; left: number }[] = [];
@@ -214,6 +214,7 @@ export async function startFakeSlack(
           channel: String(args.channel),
           user: String(args.user),
           text: String(args.text ?? ""),
+          blocks: (args.blocks as unknown[]) ?? [],
         });
         return { ok: true, message_ts: nextTs() };
       case "chat.getPermalink":

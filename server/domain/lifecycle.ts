@@ -1,3 +1,4 @@
+import { messageParamsChars, paramsDisplay } from "./display-text.js";
 import {
   FailedPreconditionError,
   PermissionDeniedError,
@@ -105,7 +106,7 @@ export function createFingerprint(input: CreateInput): string {
 }
 
 function rulesOf(policy: Policy): ApprovalRules {
-  const { match: _match, description: _description, ...rules } = policy;
+  const { match: _match, description: _description, paramsMustFit: _paramsMustFit, ...rules } = policy;
   return rules;
 }
 
@@ -165,6 +166,14 @@ export function buildApproval(input: CreateInput, ctx: CreateContext): Approval 
     if (!rules.overrides.requestKeys.includes("channel"))
       v.add("overrides.channel", `policy "${rules.name}" does not allow overriding the channel`);
     else overrides.channel = input.overrides.channel;
+  }
+  if (policy?.paramsMustFit === true) {
+    const shown = paramsDisplay(input.params, rules.redaction).text.length;
+    if (shown > messageParamsChars)
+      v.add(
+        "params",
+        `are ${shown} characters as shown to approvers; policy "${rules.name}" requires params that fit in full in the approval message (${messageParamsChars})`,
+      );
   }
   v.throwIfAny();
 

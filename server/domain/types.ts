@@ -126,6 +126,11 @@ export interface Policy {
   remindersMs: number[];
   escalation?: Escalation;
   redaction: Redaction;
+  /**
+   * Refuse at create params whose visible part does not fit in full in the approval message, so that
+   * approvers never need "More info" to read them. @default false
+   */
+  paramsMustFit?: boolean;
   overrides: OverrideRules;
   rerequest: RerequestRules;
 }
@@ -147,7 +152,7 @@ export interface PolicySet {
  * The rules an approval is governed by, copied from its policy when it was created, so that a policy
  * reload never changes the rules of a request already in flight.
  */
-export type ApprovalRules = Omit<Policy, "match" | "description">;
+export type ApprovalRules = Omit<Policy, "match" | "description" | "paramsMustFit">;
 
 /** Progress of one co-sign stage. */
 export interface StageProgress {

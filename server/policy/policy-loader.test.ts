@@ -96,6 +96,7 @@ describe("parsePolicyDocument: the SPEC C3 example", () => {
         remindersMs: [600_000, 1_200_000],
         escalation: { afterMs: 1_500_000, channel: "C0ESC", users: ["UONCALL"] },
         redaction: { mode: "allowlist", keys: ["service", "version"] },
+        paramsMustFit: false,
         overrides: {
           keys: ["version"],
           maxKeys: 1,
@@ -178,6 +179,7 @@ describe("parsePolicyDocument: defaults", () => {
       timeoutMs: 600_000,
       remindersMs: [],
       redaction: { mode: "none", keys: [] },
+      paramsMustFit: false,
       overrides: { keys: [], maxKeys: 0, maxDiffBytes: 4096, requestKeys: [] },
       rerequest: { allowed: false, cooldownMs: 0, maxPerDay: 5 },
     });
@@ -508,6 +510,14 @@ describe("parsePolicyDocument: rules", () => {
       { path: "policies[0].redaction.keys", message: "must list at least one key when mode is denylist" },
     ]);
     expect(policyOf(doc({ redaction: { mode: "all" } })).redaction).toEqual({ mode: "all", keys: [] });
+  });
+
+  it("params_must_fit is a boolean, off unless set", () => {
+    expect(policyOf(doc({ params_must_fit: true })).paramsMustFit).toBe(true);
+    expect(policyOf(doc({})).paramsMustFit).toBe(false);
+    expect(rule({ params_must_fit: "yes" })).toEqual([
+      { path: "policies[0].params_must_fit", message: "must be true or false" },
+    ]);
   });
 
   it("override limits fit the keys, and keys exist in the schema", () => {

@@ -523,6 +523,7 @@ function compileDocument(doc: PolicyFileDocument, sha256: string): PolicySet {
       timeoutMs: p.timeout === undefined ? defaultsTimeoutMs : parseDuration(p.timeout),
       remindersMs: (p.reminders ?? []).map(parseDuration),
       redaction: { mode: p.redaction?.mode ?? "none", keys: [...(p.redaction?.keys ?? [])] },
+      paramsMustFit: p.params_must_fit ?? false,
       overrides: {
         keys: overrideKeys,
         maxKeys: p.overrides?.max_keys ?? overrideKeys.length,

@@ -142,6 +142,10 @@ export const policyFileSchema = {
         reminders: { type: "array", items: { $ref: "#/definitions/duration" } },
         escalation: { $ref: "#/definitions/escalation" },
         redaction: { $ref: "#/definitions/redaction" },
+        params_must_fit: {
+          description: "Refuse requests whose visible params do not fit in full in the approval message.",
+          type: "boolean",
+        },
         overrides: { $ref: "#/definitions/overrides" },
         rerequest: { $ref: "#/definitions/rerequest" },
       },
@@ -186,6 +190,7 @@ export interface PolicyFilePolicy {
   reminders?: string[];
   escalation?: { after: string; channel?: string; users?: string[] };
   redaction?: { mode: "allowlist" | "denylist" | "all" | "none"; keys?: string[] };
+  params_must_fit?: boolean;
   overrides?: {
     keys?: string[];
     max_keys?: number;

@@ -10,6 +10,7 @@ import {
   State,
 } from "@countersign/sdk";
 import type { Command } from "commander";
+import { visibleText } from "../../server/domain/display-text.js";
 import { formatDuration, parseDuration } from "../../server/policy/duration.js";
 import {
   addOutputOption,
@@ -127,13 +128,13 @@ export function addAdminCommand(program: Command, env: NodeJS.ProcessEnv): void 
       });
       if (flags.output === "json") {
         if (flags.all === true) for (const a of page.approvals) process.stdout.write(`${approvalJson(a)}\n`);
-        else process.stdout.write(`${toJsonString(ListApprovalsResponseSchema, page)}\n`);
+        else process.stdout.write(`${visibleText(toJsonString(ListApprovalsResponseSchema, page))}\n`);
       } else {
         for (const a of page.approvals) {
           const created =
             a.createTime === undefined ? "-" : new Date(timestampMs(a.createTime)).toISOString();
           process.stdout.write(
-            `${a.id}  ${stateName(a.state).padEnd(9)}  ${a.action}  ${a.requester}  ${created}  ${a.title}\n`,
+            `${visibleText(a.id)}  ${stateName(a.state).padEnd(9)}  ${visibleText(a.action)}  ${visibleText(a.requester)}  ${created}  ${visibleText(a.title)}\n`,
           );
         }
       }
@@ -204,7 +205,7 @@ export function addAdminCommand(program: Command, env: NodeJS.ProcessEnv): void 
     async (client, _args, flags) => {
       const result = await client.admin.reloadPolicies({ dryRun: flags.dryRun === true });
       if (flags.output === "json")
-        process.stdout.write(`${toJsonString(ReloadPoliciesResponseSchema, result)}\n`);
+        process.stdout.write(`${visibleText(toJsonString(ReloadPoliciesResponseSchema, result))}\n`);
       else if (flags.dryRun === true)
         process.stdout.write(
           `valid: ${result.policyCount} policies, sha256 ${result.candidateSha256} (dry run: not applied)\n`,
@@ -225,7 +226,7 @@ export function addAdminCommand(program: Command, env: NodeJS.ProcessEnv): void 
     async (client, _a, flags) => {
       const stats = await client.admin.getStats({});
       if (flags.output === "json") {
-        process.stdout.write(`${toJsonString(GetStatsResponseSchema, stats)}\n`);
+        process.stdout.write(`${visibleText(toJsonString(GetStatsResponseSchema, stats))}\n`);
         return 0;
       }
       for (const count of stats.counts)

@@ -2,6 +2,7 @@ import { toJsonString } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { type Approval, ApprovalSchema, Decision, State } from "@countersign/sdk";
 import { type Command, Option } from "commander";
+import { jsonDisplay, visibleText } from "../../server/domain/display-text.js";
 import { formatDuration } from "../../server/policy/duration.js";
 import { exitCodes } from "./client-connection.js";
 
@@ -22,9 +23,13 @@ export function stateName(state: State): string {
   return (State[state] ?? `state ${state}`).toLowerCase();
 }
 
-/** The approval as one line of protobuf JSON (the same form the Connect API and `buf curl` use). */
+/**
+ * The approval as one line of protobuf JSON (the same form the Connect API and `buf curl` use), with
+ * every control or invisible character in its strings written as a JSON `\uXXXX` escape, so that
+ * printing it can neither drive the terminal nor hide anything.
+ */
 export function approvalJson(approval: Approval): string {
-  return toJsonString(ApprovalSchema, approval);
+  return visibleText(toJsonString(ApprovalSchema, approval));
 }
 
 /** The exit status of a `--wait` or `watch` that ended in this state. */
@@ -54,7 +59,7 @@ function progress(approval: Approval, now: number): string {
   const stage = approval.stages.find((s) => !s.complete);
   if (stage !== undefined)
     parts.push(
-      `waiting for ${stage.name} (${stage.acknowledgedBy.length}/${stage.required} acknowledgements)`,
+      `waiting for ${visibleText(stage.name)} (${stage.acknowledgedBy.length}/${stage.required} acknowledgements)`,
     );
   const approvals = approval.votes.filter((v) => v.decision === Decision.APPROVE).length;
   parts.push(`${approvals}/${approval.requiredApprovals} approvals`);
@@ -67,14 +72,16 @@ function progress(approval: Approval, now: number): string {
 
 /**
  * One line about an approval: where it stands while pending, who decided and why once final.
- * E.g. `approval 01J… (deploy.production) approved by alice: looks good`.
+ * E.g. `approval 01J… (deploy.production) approved by alice: looks good`. Text that came from people is
+ * shown with its control and invisible characters as escapes (see `visibleText`), line breaks too, so
+ * it can neither drive the terminal nor fake a line.
  */
 export function summaryLine(approval: Approval, now: number = Date.now()): string {
-  const head = `approval ${approval.id} (${approval.action}) ${stateName(approval.state)}`;
+  const head = `approval ${visibleText(approval.id)} (${visibleText(approval.action)}) ${stateName(approval.state)}`;
   if (approval.state === State.PENDING) return `${head}: ${progress(approval, now)}`;
-  const by = approval.decidedBy === "" ? "" : ` by ${approval.decidedBy}`;
+  const by = approval.decidedBy === "" ? "" : ` by ${visibleText(approval.decidedBy)}`;
   const override = approval.adminOverride ? " (admin override)" : "";
-  const why = approval.reason === "" ? "" : `: ${approval.reason}`;
+  const why = approval.reason === "" ? "" : `: ${visibleText(approval.reason)}`;
   return `${head}${by}${override}${why}`;
 }
 
@@ -82,34 +89,37 @@ function time(ts: Approval["createTime"]): string {
   return ts === undefined ? "-" : new Date(timestampMs(ts)).toISOString();
 }
 
-/** Every field of an approval a person wants to see, one per line. */
+/**
+ * Every field of an approval a person wants to see, one per line; text that came from people is shown
+ * as in {@link summaryLine}, and the params as JSON with the same escapes (every key, exactly).
+ */
 export function detailLines(approval: Approval, now: number = Date.now()): string[] {
   const lines = [
-    `id:            ${approval.id}`,
-    `action:        ${approval.action}`,
-    `title:         ${approval.title}`,
+    `id:            ${visibleText(approval.id)}`,
+    `action:        ${visibleText(approval.action)}`,
+    `title:         ${visibleText(approval.title)}`,
     `state:         ${stateName(approval.state)}`,
-    `requester:     ${approval.requester}`,
+    `requester:     ${visibleText(approval.requester)}`,
   ];
-  if (approval.onBehalfOf !== "") lines.push(`on behalf of:  ${approval.onBehalfOf}`);
-  if (approval.justification !== "") lines.push(`justification: ${approval.justification}`);
+  if (approval.onBehalfOf !== "") lines.push(`on behalf of:  ${visibleText(approval.onBehalfOf)}`);
+  if (approval.justification !== "") lines.push(`justification: ${visibleText(approval.justification)}`);
   lines.push(
-    `policy:        ${approval.policyName} (needs ${approval.requiredApprovals} approval${approval.requiredApprovals === 1 ? "" : "s"})`,
+    `policy:        ${visibleText(approval.policyName)} (needs ${approval.requiredApprovals} approval${approval.requiredApprovals === 1 ? "" : "s"})`,
   );
   if (approval.params !== undefined && Object.keys(approval.params).length > 0)
-    lines.push(`params:        ${JSON.stringify(approval.params)} (sha256 ${approval.paramsSha256})`);
+    lines.push(`params:        ${jsonDisplay(approval.params)} (sha256 ${approval.paramsSha256})`);
   lines.push(`created:       ${time(approval.createTime)}`);
   if (approval.state === State.PENDING) {
     lines.push(`expires:       ${time(approval.expireTime)}`, `progress:      ${progress(approval, now)}`);
   } else {
-    lines.push(`decided:       ${time(approval.decideTime)} by ${approval.decidedBy || "-"}`);
-    if (approval.reason !== "") lines.push(`reason:        ${approval.reason}`);
+    lines.push(`decided:       ${time(approval.decideTime)} by ${visibleText(approval.decidedBy) || "-"}`);
+    if (approval.reason !== "") lines.push(`reason:        ${visibleText(approval.reason)}`);
   }
   for (const vote of approval.votes) {
     const decision = (Decision[vote.decision] ?? String(vote.decision)).toLowerCase();
-    const why = vote.reason === "" ? "" : `: ${vote.reason}`;
+    const why = vote.reason === "" ? "" : `: ${visibleText(vote.reason)}`;
     lines.push(
-      `vote:          ${vote.approver} ${decision}${vote.stage === "" ? "" : ` (${vote.stage})`}${why}`,
+      `vote:          ${visibleText(vote.approver)} ${decision}${vote.stage === "" ? "" : ` (${visibleText(vote.stage)})`}${why}`,
     );
   }
   return lines;

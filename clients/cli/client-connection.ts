@@ -12,6 +12,7 @@ import {
 } from "@countersign/sdk";
 import { type Command, Option } from "commander";
 import { readSecret } from "../../server/config/config.js";
+import { visibleText } from "../../server/domain/display-text.js";
 import { parseDuration } from "../../server/policy/duration.js";
 
 /** Exit statuses of the client commands: the outcome of an approval, or why there is none. */
@@ -191,7 +192,8 @@ export async function runCommand(body: () => Promise<number>): Promise<void> {
   try {
     process.exitCode = await body();
   } catch (err) {
-    process.stderr.write(`countersign: ${describeError(err)}\n`);
+    // An error's message can quote what a caller sent: shown with its control characters as escapes.
+    process.stderr.write(`countersign: ${visibleText(describeError(err), { multiline: true })}\n`);
     process.exitCode = exitCodes.error;
   }
 }

@@ -64,7 +64,11 @@ function readParams(path: string): JsonObject {
 
 /** The CreateApproval request the flags describe. */
 function requestFromFlags(flags: RequestFlags): ApprovalRequest {
-  const params: JsonObject = flags.paramsJson === undefined ? {} : readParams(flags.paramsJson);
+  // Prototype-free: every --param key is an own key of params, `__proto__` as much as any other.
+  const params = Object.assign(
+    Object.create(null) as JsonObject,
+    flags.paramsJson === undefined ? {} : readParams(flags.paramsJson),
+  );
   for (const text of flags.param) {
     const [key, value] = keyValue("--param", text);
     params[key] = value;

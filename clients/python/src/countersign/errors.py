@@ -250,7 +250,7 @@ _STATUS_ERRORS: dict[grpc.StatusCode, type[RpcError]] = {
 
 _UNTRUSTED_SERVER = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
 _HANDSHAKE = ("Ssl handshake failed", "Handshake failed", "SSL_ERROR_SSL")
-_CLOSED = ("Endpoint read failed", "Socket closed", "Connection reset")
+_CLOSED = ("Endpoint read failed", "TSI_DATA_CORRUPTED", "Socket closed", "Connection reset")
 
 
 def to_countersign_error(error: grpc.RpcError, target: str = "the server") -> RpcError:

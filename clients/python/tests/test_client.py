@@ -33,7 +33,7 @@ from countersign import (
 from countersign.v1 import admin_service_pb2, approval_pb2, approval_service_pb2
 
 
-def decide(decider: Client, id: str, decision: Decision.ValueType, approver: str, reason: str = "") -> None:
+def decide(decider: Client, id: str, decision: Decision, approver: str, reason: str = "") -> None:
     """Submits one vote as the decider (as the Slack gateway does for a click)."""
     decider.approvals.SubmitDecision(
         approval_service_pb2.SubmitDecisionRequest(id=id, approver=approver, decision=decision, reason=reason)
@@ -52,7 +52,7 @@ def test_requests_and_waits_until_approved(requester: Client, decider: Client, s
     assert requested.approval.requester == server.pki.identities["requester"]
     assert requested.id == requested.approval.id
 
-    seen: list[State.ValueType] = []
+    seen: list[State] = []
 
     def on_update(approval: Approval) -> None:
         seen.append(approval.state)

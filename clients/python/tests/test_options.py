@@ -23,7 +23,7 @@ from countersign.v1 import approval_pb2
 
 
 def test_a_final_state_that_is_not_approved_maps_to_its_error_and_nothing_else_does() -> None:
-    def approval(state: State.ValueType) -> approval_pb2.Approval:
+    def approval(state: State) -> approval_pb2.Approval:
         return approval_pb2.Approval(
             id="01A", action="deploy.api", state=state, decided_by="system", reason="timed out"
         )

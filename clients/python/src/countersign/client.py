@@ -50,7 +50,7 @@ _FINAL_STATES = frozenset(
 _ADMIN_SERVICE = "countersign.v1.AdminService"
 
 
-def is_final_state(state: approval_pb2.State.ValueType) -> bool:
+def is_final_state(state: approval_pb2.State) -> bool:
     """True for the states an approval never leaves: APPROVED, DENIED, EXPIRED, CANCELLED."""
     return state in _FINAL_STATES
 

@@ -151,8 +151,11 @@ describe("authentication", () => {
     for (const protocol of protocols) {
       const admin = (authorization: string) =>
         ts.clients(pki.requester, protocol, { headers: { authorization } }).admin;
-      expect((await admin(`Bearer ${adminToken}`).getStats({})).counts.length).toBe(5);
+      // The scheme is case-insensitive (RFC 7235); the token is not.
+      for (const scheme of ["Bearer", "bearer", "BEARER"])
+        expect((await admin(`${scheme} ${adminToken}`).getStats({})).counts.length).toBe(5);
       for (const authorization of [
+        `bearer ${adminToken.toUpperCase()}`,
         `Bearer ${wrongSameLength}`,
         "Bearer short",
         `Bearer ${adminToken}${adminToken}`,

@@ -74,7 +74,8 @@ export function createAdminAuthInterceptor(options: AdminAuthOptions): Intercept
     if (expected === undefined) refuse("the admin service is disabled: ADMIN_TOKEN is not configured");
     const header = req.header.get("authorization");
     if (header === null) refuse("missing authorization header (expected: Bearer <ADMIN_TOKEN>)");
-    const match = /^Bearer ([^\s,]+)$/.exec(header ?? "");
+    // The scheme is case-insensitive (RFC 7235 section 2.1); the token is not.
+    const match = /^bearer +([^\s,]+)$/i.exec(header ?? "");
     if (match === null) refuse("malformed authorization header (expected: Bearer <ADMIN_TOKEN>)");
     if (!timingSafeEqual(digest(match?.[1] ?? ""), expected as Buffer)) refuse("invalid admin token");
     req.contextValues.set(adminKey, "admin");

@@ -56,6 +56,27 @@ describe("create rate limit", () => {
       expect(err.code).toBe(Code.ResourceExhausted);
       expect(err.findDetails(RetryInfoSchema)[0]?.retryDelay).toBeDefined();
     }
+    // One delay in the message, RetryInfo and Retry-After, over both transports.
+    for (const protocol of ["grpc", "connect"] as const) {
+      const client = ts.clients(pki.requester, protocol).approvals;
+      const errors = (
+        await Promise.allSettled(
+          Array.from({ length: 6 }, (_, i) =>
+            client.createApproval({ action: "deploy.staging", title: `r${i}` }),
+          ),
+        )
+      )
+        .filter((r) => r.status === "rejected")
+        .map((r) => ConnectError.from(r.reason));
+      expect(errors.length, protocol).toBeGreaterThan(0);
+      for (const err of errors) {
+        const seconds = Number(/retry in (\d+) s/.exec(err.rawMessage)?.[1]);
+        expect(seconds, protocol).toBeGreaterThanOrEqual(1);
+        const delay = err.findDetails(RetryInfoSchema)[0]?.retryDelay;
+        expect([Number(delay?.seconds), delay?.nanos], protocol).toEqual([seconds, 0]);
+        expect(err.metadata.get("retry-after"), protocol).toBe(String(seconds));
+      }
+    }
     const other = await ts
       .clients(pki.stranger, "connect")
       .approvals.createApproval({ action: "deploy.staging", title: "x" });

@@ -47,13 +47,18 @@ export function toConnectError(err: unknown): ConnectError {
         }),
       });
     }
+    let metadata: Headers | undefined;
     if (err instanceof ResourceExhaustedError) {
+      // One delay, in whole seconds rounded up, in RetryInfo and in `Retry-After` (as HTTP says it, for
+      // clients that read no details).
+      const seconds = Math.ceil(Math.max(0, err.retryAfterMs) / 1000);
       details.push({
         desc: RetryInfoSchema,
-        value: create(RetryInfoSchema, { retryDelay: durationFromMs(Math.max(0, err.retryAfterMs)) }),
+        value: create(RetryInfoSchema, { retryDelay: durationFromMs(seconds * 1000) }),
       });
+      metadata = new Headers({ "retry-after": String(seconds) });
     }
-    return new ConnectError(err.message, code, undefined, details, err);
+    return new ConnectError(err.message, code, metadata, details, err);
   }
   if (err instanceof Error && err.name === "AbortError") {
     return new ConnectError("the call was cancelled", Code.Canceled, undefined, undefined, err);

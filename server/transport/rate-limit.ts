@@ -104,10 +104,12 @@ export function createRateLimitInterceptor(options: RateLimitInterceptorOptions)
     } catch (err) {
       if (err instanceof RateLimiterRes) {
         options.onLimited?.(key);
+        // One number everywhere: whole seconds, rounded up, in the message, RetryInfo and Retry-After.
+        const retryAfterMs = Math.max(1, Math.ceil(err.msBeforeNext / 1000)) * 1000;
         throw toConnectError(
           new ResourceExhaustedError(
-            `too many approval requests from this client; retry in ${Math.ceil(err.msBeforeNext / 1000)} s`,
-            err.msBeforeNext,
+            `too many approval requests from this client; retry in ${retryAfterMs / 1000} s`,
+            retryAfterMs,
           ),
         );
       }

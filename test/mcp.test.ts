@@ -375,6 +375,16 @@ describe("countersign mcp over stdio", { timeout: 120_000 }, () => {
     expect(structured(got).state).toBe("pending");
   });
 
+  it("with --cancel-on-interrupt, cancels the approval it waits for when the client disconnects", async () => {
+    const { client } = await startMcp(["--cancel-on-interrupt"]);
+    const call = callWithProgress(client, "request_approval", request("agent.abandoned"));
+    const id = await call.progressMatching(/pending/);
+    await client.close();
+    const final = await sdk(pki.requester).getHandle(id).waitForDecision({ timeoutMs: 30_000 });
+    expect(final.state).toBe(State.CANCELLED);
+    expect(final.reason).toBe("countersign mcp stopped (the client closed stdin)");
+  });
+
   it("keeps a long call alive past the client's idle timeout with periodic progress", async () => {
     const { client } = await startMcp(["--progress-interval", "100ms"]);
     const call = callWithProgress(client, "request_approval", request("agent.slow"), {

@@ -76,12 +76,14 @@ export function addMcpCommand(program: Command, env: NodeJS.ProcessEnv): void {
       const { createApprovalMcpServer } = await import("./mcp-tools.js");
       const log = (line: string) => process.stderr.write(`countersign mcp: ${line}\n`);
       const calls = new Set<Promise<unknown>>();
+      let stopReason: string | undefined;
       const createServer = () =>
         createApprovalMcpServer({
           client,
           cancelOnInterrupt: flags.cancelOnInterrupt === true,
           progressIntervalMs,
           log,
+          stopping: () => stopReason,
           track: (call) => {
             calls.add(call);
             void call.finally(() => calls.delete(call));
@@ -107,8 +109,8 @@ export function addMcpCommand(program: Command, env: NodeJS.ProcessEnv): void {
         log(`serving the approval tools at ${endpoint.url} (Streamable HTTP); Countersign at ${url}`);
       }
 
-      const why = await stopped;
-      log(`stopping (${why})`);
+      stopReason = await stopped;
+      log(`stopping (${stopReason})`);
       await stop();
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([

@@ -28,6 +28,8 @@ export interface ApprovalMcpServerOptions {
   progressIntervalMs?: number;
   /** Where the server reports what it did (stderr: stdout is the MCP channel). */
   log: (line: string) => void;
+  /** Why the server is stopping, once it is (its waits then end for that reason, not the client's). */
+  stopping?: () => string | undefined;
   /** Told when a tool call starts and ends, so a shutdown can wait for cancellations to finish. */
   track?: (call: Promise<unknown>) => void;
 }
@@ -190,16 +192,18 @@ export function createApprovalMcpServer(options: ApprovalMcpServerOptions): McpS
       if (err instanceof DeadlineExceededError && timeoutSeconds !== undefined && !extra.signal.aborted)
         return await handle.get();
       if (err instanceof AbortedError && extra.signal.aborted) {
-        const why = typeof extra.signal.reason === "string" ? `: ${extra.signal.reason}` : "";
+        const stopping = options.stopping?.();
+        const given = typeof extra.signal.reason === "string" ? `: ${extra.signal.reason}` : "";
+        const why =
+          stopping === undefined
+            ? `the agent's MCP client cancelled the wait${given}`
+            : `countersign mcp stopped (${stopping})`;
         if (options.cancelOnInterrupt) {
-          const cancelled = await handle.cancel({
-            reason: `the agent's MCP client cancelled the wait${why}`,
-            timeoutMs: 10_000,
-          });
-          log(`the client cancelled the wait${why}; cancelled approval ${handle.id}`);
+          const cancelled = await handle.cancel({ reason: why, timeoutMs: 10_000 });
+          log(`${why}; cancelled approval ${handle.id}`);
           return cancelled;
         }
-        log(`the client cancelled the wait${why}; approval ${handle.id} is left pending`);
+        log(`${why}; approval ${handle.id} is left pending`);
       }
       throw err;
     } finally {

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -204,6 +205,22 @@ describe("countersign mcp over stdio", { timeout: 120_000 }, () => {
       (tools.find((t) => t.name === "wait_for_approval")?.inputSchema as { required?: string[] } | undefined)
         ?.required,
     ).toEqual(["id", "timeout_seconds"]);
+    // docs/agents.md names every input and output field, and its client configurations are valid JSON
+    // that run this command.
+    const doc = readFileSync(join(root, "docs/agents.md"), "utf8");
+    for (const tool of tools) {
+      expect(doc).toMatch(new RegExp(`^### .*\`${tool.name}\``, "m"));
+      const fields = [
+        ...Object.keys((tool.inputSchema as { properties: object }).properties),
+        ...Object.keys((tool.outputSchema as { properties: object }).properties),
+      ];
+      for (const field of fields) expect(doc).toContain(`\`${field}\``);
+    }
+    const configs = [...doc.matchAll(/```json\n([\s\S]*?)\n```/g)].map(
+      (m) => JSON.parse(m[1] as string) as { mcpServers: Record<string, { args: string[] }> },
+    );
+    expect(configs.length).toBeGreaterThanOrEqual(2);
+    for (const config of configs) expect(config.mcpServers.countersign?.args).toContain("mcp");
   });
 
   it("request_approval holds until approved, with progress on every vote and the approver's edits in the result", async () => {

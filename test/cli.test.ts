@@ -9,6 +9,7 @@ import { addAdminCommand } from "../clients/cli/admin-command.js";
 import { addCancelCommand } from "../clients/cli/cancel-command.js";
 import { addDecideCommand } from "../clients/cli/decide-command.js";
 import { addGetCommand } from "../clients/cli/get-command.js";
+import { addMcpCommand } from "../clients/cli/mcp-command.js";
 import { addRequestCommand } from "../clients/cli/request-command.js";
 import { addWatchCommand } from "../clients/cli/watch-command.js";
 import { createManualClock } from "../server/domain/clock.js";
@@ -409,6 +410,7 @@ describe("help", { timeout: 120_000 }, () => {
       addCancelCommand,
       addDecideCommand,
       addAdminCommand,
+      addMcpCommand,
     ])
       add(program, {});
     const commands = program.commands.flatMap((c) => [c, ...c.commands]);
@@ -418,6 +420,7 @@ describe("help", { timeout: 120_000 }, () => {
         "cancel",
         "decide",
         "get",
+        "mcp",
         "request",
         "watch",
         "list",

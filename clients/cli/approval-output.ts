@@ -53,8 +53,11 @@ export function exitCodeFor(state: State): number {
 
 const remaining = (ms: number) => formatDuration(Math.max(0, Math.round(ms / 1000) * 1000));
 
-/** Where a pending approval stands: votes so far and what it waits for. */
-function progress(approval: Approval, now: number): string {
+/**
+ * Where a pending approval stands: votes so far and what it waits for, e.g. `1/2 approvals, expires in
+ * 29m`.
+ */
+export function progressSummary(approval: Approval, now: number = Date.now()): string {
   const parts: string[] = [];
   const stage = approval.stages.find((s) => !s.complete);
   if (stage !== undefined)
@@ -78,7 +81,7 @@ function progress(approval: Approval, now: number): string {
  */
 export function summaryLine(approval: Approval, now: number = Date.now()): string {
   const head = `approval ${visibleText(approval.id)} (${visibleText(approval.action)}) ${stateName(approval.state)}`;
-  if (approval.state === State.PENDING) return `${head}: ${progress(approval, now)}`;
+  if (approval.state === State.PENDING) return `${head}: ${progressSummary(approval, now)}`;
   const by = approval.decidedBy === "" ? "" : ` by ${visibleText(approval.decidedBy)}`;
   const override = approval.adminOverride ? " (admin override)" : "";
   const why = approval.reason === "" ? "" : `: ${visibleText(approval.reason)}`;
@@ -110,7 +113,10 @@ export function detailLines(approval: Approval, now: number = Date.now()): strin
     lines.push(`params:        ${jsonDisplay(approval.params)} (sha256 ${approval.paramsSha256})`);
   lines.push(`created:       ${time(approval.createTime)}`);
   if (approval.state === State.PENDING) {
-    lines.push(`expires:       ${time(approval.expireTime)}`, `progress:      ${progress(approval, now)}`);
+    lines.push(
+      `expires:       ${time(approval.expireTime)}`,
+      `progress:      ${progressSummary(approval, now)}`,
+    );
   } else {
     lines.push(`decided:       ${time(approval.decideTime)} by ${visibleText(approval.decidedBy) || "-"}`);
     if (approval.reason !== "") lines.push(`reason:        ${visibleText(approval.reason)}`);

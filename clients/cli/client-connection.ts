@@ -5,6 +5,7 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   type Protocol,
+  type ReconnectOptions,
   RpcError,
   TlsError,
   UnauthenticatedError,
@@ -111,13 +112,13 @@ export interface Connection {
 
 /**
  * Builds the SDK client from the connection flags (and, for admin commands, the admin token from the
- * flag, ADMIN_TOKEN or ADMIN_TOKEN_FILE).
+ * flag, ADMIN_TOKEN or ADMIN_TOKEN_FILE); `reconnect` bounds how waits resume after a broken connection.
  * @throws UsageError for a file that cannot be read or a missing admin token
  */
 export function connect(
   flags: ConnectionFlags & { adminToken?: string },
   env: NodeJS.ProcessEnv,
-  options: { admin?: boolean } = {},
+  options: { admin?: boolean; reconnect?: ReconnectOptions } = {},
 ): Connection {
   // An empty environment variable counts as unset.
   const given = (value: string | undefined) => (value === "" ? undefined : value);
@@ -149,6 +150,7 @@ export function connect(
       protocol,
       ...(Object.keys(tls).length === 0 ? {} : { tls }),
       ...(adminToken === undefined ? {} : { adminToken }),
+      ...(options.reconnect === undefined ? {} : { reconnect: options.reconnect }),
     });
     return { client, url };
   } catch (err) {

@@ -9,6 +9,7 @@ import { addAuditCommand } from "./audit-command.js";
 import { addCancelCommand } from "./cancel-command.js";
 import { addDecideCommand } from "./decide-command.js";
 import { addGetCommand } from "./get-command.js";
+import { addMcpCommand } from "./mcp-command.js";
 import { addPolicyCommand } from "./policy-command.js";
 import { addProbeCommand } from "./probe-command.js";
 import { addRequestCommand } from "./request-command.js";
@@ -28,6 +29,7 @@ export function createProgram(): Command {
   addCancelCommand(program, process.env);
   addDecideCommand(program, process.env);
   addAdminCommand(program, process.env);
+  addMcpCommand(program, process.env);
   addPolicyCommand(program);
   addArchiveCommand(program);
   addAuditCommand(program);

@@ -169,7 +169,8 @@ const defaults = {
 /** The identity of every caller in development mode. */
 export const developmentIdentity = "local-dev";
 
-function isLoopback(host: string): boolean {
+/** True for `localhost`, `::1` and 127.0.0.0/8: addresses only this machine reaches. */
+export function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || host.startsWith("127.");
 }
 
@@ -203,7 +204,8 @@ export function readSecret(env: NodeJS.ProcessEnv, name: string, problems: strin
   return direct;
 }
 
-function parseListen(name: string, text: string, problems: string[]): ListenAddress {
+/** A `host:port` flag (IPv6 in brackets); a problem naming `--name` is added when it is not one. */
+export function parseListen(name: string, text: string, problems: string[]): ListenAddress {
   const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(text);
   const port = Number(match?.[2]);
   if (match === null || port > 65535) {

@@ -145,6 +145,9 @@ describe("parsePolicyDocument: the example file", () => {
     expect(secrets?.denyReasonRequired).toBe(true);
     expect(secrets?.redaction.mode).toBe("allowlist");
     expect(secrets?.overrides.schema).toBeDefined();
+    const agent = resolvePolicy(set, "agent.shell");
+    expect(agent?.name).toBe("agent-actions");
+    expect(agent?.overrides.keys).toEqual(["command", "paths"]);
     const probe = resolvePolicy(set, "countersign.probe");
     expect(probe?.approvers.users).toEqual(["probe-bot"]);
     expect(probe?.timeoutMs).toBe(60_000);

@@ -355,6 +355,22 @@ describe("countersign mcp over stdio", { timeout: 120_000 }, () => {
       arguments: { id, timeout_seconds: 60 },
     })) as CallToolResult;
     expect(structured(waitedFinal).state).toBe("cancelled");
+
+    // Params are data: a key named __proto__ reaches the approval like any other key.
+    const params = JSON.parse('{"__proto__":{"image":"attacker/backdoor"},"service":"api"}') as Record<
+      string,
+      unknown
+    >;
+    const smuggled = (await client.callTool({
+      name: "request_approval",
+      arguments: request("agent.later", { wait: false, params }),
+    })) as CallToolResult;
+    expect(smuggled.isError).toBeFalsy();
+    const stored = await ts
+      .clients(pki.requester, "connect")
+      .approvals.getApproval({ id: structured(smuggled).id });
+    expect(Object.keys(stored.approval?.params ?? {})).toEqual(["__proto__", "service"]);
+    expect(stored.approval?.paramsSha256).toBe(structured(smuggled).params_sha256);
   });
 
   it("stops waiting when the client cancels the call, and cancels the approval with --cancel-on-interrupt", async () => {

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
 import {
   AbortedError,
@@ -34,6 +35,27 @@ export interface ApprovalMcpServerOptions {
   track?: (call: Promise<unknown>) => void;
 }
 
+/**
+ * Params are data: a key named `__proto__` is a key like any other, as on every other path into the API.
+ * zod builds a record by assignment, which would drop such a key without a word, so it is carried through
+ * validation under an unguessable name and given back its own name afterwards.
+ */
+const protoKey = "__proto__";
+const protoMarker = `\u0000${randomUUID()}`;
+const renameKeys = (value: object, from: string, to: string) =>
+  Object.fromEntries(Object.entries(value).map(([k, v]) => [k === from ? to : k, v]));
+const jsonObject = z
+  .preprocess(
+    (v) =>
+      typeof v === "object" && v !== null && !Array.isArray(v) && Object.hasOwn(v, protoKey)
+        ? renameKeys(v, protoKey, protoMarker)
+        : v,
+    z.record(z.string(), z.unknown()),
+  )
+  .transform((params) => renameKeys(params, protoMarker, protoKey))
+  // Required, as the record it wraps (a preprocess alone would accept a missing value).
+  .nonoptional();
+
 /** The longest wait one call may ask for (a day); longer waits use wait_for_approval again. */
 const maxWaitSeconds = 86_400;
 
@@ -44,11 +66,9 @@ const requestApprovalInput = z.strictObject({
     .describe("the action to approve, as the policies name it, e.g. agent.shell or deploy.production"),
   title: z.string().min(1).describe("one-line summary shown to the approvers"),
   justification: z.string().describe("why you want to do it, for the approvers"),
-  params: z
-    .record(z.string(), z.unknown())
-    .describe(
-      "the exact parameters of the action as a JSON object; approvers see them and may edit them, and the result gives the final ones",
-    ),
+  params: jsonObject.describe(
+    "the exact parameters of the action as a JSON object; approvers see them and may edit them, and the result gives the final ones",
+  ),
   idempotency_key: z
     .string()
     .min(1)

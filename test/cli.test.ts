@@ -321,6 +321,27 @@ describe("connection problems", { timeout: 120_000 }, () => {
     expect(result.stderr).toContain("hint: is the server running there?");
   });
 
+  it("gives up a wait after --give-up-after without an answer, naming the URL and the last error", async () => {
+    for (const args of [
+      ["watch", "01ABC"],
+      ["request", "--action", "deploy.gone", "--wait"],
+    ]) {
+      const env = { ...envFor("requester"), COUNTERSIGN_URL: "https://127.0.0.1:1" };
+      const watch = args[0] === "watch";
+      // watch retries from the start; request --wait fails its create, which is never retried for long.
+      const result = await run([...args, "--give-up-after", "2s"], env);
+      expect(result.code, args[0]).toBe(1);
+      if (watch) {
+        expect(result.stderr).toContain("countersign: gave up waiting: no answer from https://127.0.0.1:1");
+        expect(result.stderr).toMatch(/last error: .*127\.0\.0\.1:1/);
+        expect(result.stderr).toMatch(/reconnecting in/);
+      } else expect(result.stderr).toContain("countersign: cannot reach https://127.0.0.1:1");
+    }
+    const bad = await run(["watch", "01ABC", "--give-up-after", "soon"], envFor("requester"));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("--give-up-after:");
+  });
+
   it("says when the server wants a client certificate, or its own is not trusted", async () => {
     const noCert = await run(["get", "01ABC"], envFor("nobody"));
     expect(noCert.code).toBe(1);

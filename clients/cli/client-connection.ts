@@ -34,6 +34,7 @@ export interface ConnectionFlags {
   ca?: string;
   cert?: string;
   key?: string;
+  giveUpAfter?: string;
 }
 
 /** Where the development server (`npm start`) listens. */
@@ -81,8 +82,19 @@ export function addConnectionOptions(command: Command): Command {
         "COUNTERSIGN_CERT",
       ),
     )
-    .addOption(new Option("--key <file>", "private key of --cert (PEM)").env("COUNTERSIGN_KEY"));
+    .addOption(new Option("--key <file>", "private key of --cert (PEM)").env("COUNTERSIGN_KEY"))
+    .addOption(
+      new Option(
+        "--give-up-after <duration>",
+        "a wait that gets no answer from the server for this long gives up (exit status 1)",
+      )
+        .env("COUNTERSIGN_GIVE_UP_AFTER")
+        .default(defaultGiveUpAfter),
+    );
 }
+
+/** How long `watch` and `request --wait` retry a server that does not answer. */
+const defaultGiveUpAfter = "5m";
 
 /** Adds --admin-token to an admin command. */
 export function addAdminTokenOption(command: Command): Command {
@@ -144,13 +156,18 @@ export function connect(
         "admin commands need the admin token: set ADMIN_TOKEN (or ADMIN_TOKEN_FILE), or pass --admin-token",
       );
   }
+  const giveUpAfterMs = durationFlag("--give-up-after", given(flags.giveUpAfter));
+  const reconnect = {
+    ...(giveUpAfterMs === undefined ? {} : { giveUpAfterMs }),
+    ...options.reconnect,
+  };
   try {
     const client = createCountersignClient({
       baseUrl: url,
       protocol,
       ...(Object.keys(tls).length === 0 ? {} : { tls }),
       ...(adminToken === undefined ? {} : { adminToken }),
-      ...(options.reconnect === undefined ? {} : { reconnect: options.reconnect }),
+      ...(Object.keys(reconnect).length === 0 ? {} : { reconnect }),
     });
     return { client, url };
   } catch (err) {

@@ -147,7 +147,7 @@ export function addRequestCommand(program: Command, env: NodeJS.ProcessEnv): voi
       const timeoutMs = durationFlag("--timeout", flags.timeout);
       if (flags.wait !== true && (timeoutMs !== undefined || flags.cancelOnInterrupt === true))
         throw new UsageError("--timeout and --cancel-on-interrupt go with --wait");
-      const { client } = connect(flags, env);
+      const { client, url } = connect(flags, env);
       const handle = await client.requestApproval(request);
       const { approval } = handle;
       if (flags.wait !== true) {
@@ -161,6 +161,7 @@ export function addRequestCommand(program: Command, env: NodeJS.ProcessEnv): voi
       );
       return waitForOutcome(handle, {
         output: flags.output,
+        url,
         cancelOnInterrupt: flags.cancelOnInterrupt === true,
         everyUpdate: false,
         ...(timeoutMs === undefined ? {} : { timeoutMs }),

@@ -4,14 +4,17 @@ import {
   DeadlineExceededError,
   isFinalState,
   RpcError,
+  UnavailableError,
 } from "@countersign/sdk";
 import { formatDuration } from "../../server/policy/duration.js";
 import { approvalJson, exitCodeFor, type OutputFormat, summaryLine } from "./approval-output.js";
-import { exitCodes } from "./client-connection.js";
+import { describeError, exitCodes } from "./client-connection.js";
 
 /** Options of `waitForOutcome`. */
 export interface WaitForOutcomeOptions {
   output: OutputFormat;
+  /** The server's URL, named when the wait gives up on it. */
+  url: string;
   /** Give up after this long (the approval is left pending, or cancelled with `cancelOnInterrupt`). */
   timeoutMs?: number;
   /** Cancel the approval when the wait is interrupted (SIGINT, SIGTERM) or gives up. */
@@ -94,6 +97,13 @@ export async function waitForOutcome(
     return exitCodeFor(final.state);
   } catch (err) {
     progress.done();
+    if (interrupted === undefined && err instanceof UnavailableError) {
+      // The reconnects ran out (--give-up-after without an answer): say where, and what went wrong last.
+      process.stderr.write(
+        `countersign: gave up waiting: no answer from ${options.url}; last error: ${describeError(err)}\n`,
+      );
+      return exitCodes.error;
+    }
     const gaveUp = err instanceof DeadlineExceededError && options.timeoutMs !== undefined;
     if (interrupted === undefined && !gaveUp) throw err;
     const why =

@@ -32,9 +32,10 @@ export function addWatchCommand(program: Command, env: NodeJS.ProcessEnv): void 
   command.action((id: string, flags: WatchFlags) =>
     runCommand(async () => {
       const timeoutMs = durationFlag("--timeout", flags.timeout);
-      const { client } = connect(flags, env);
+      const { client, url } = connect(flags, env);
       return waitForOutcome(client.getHandle(id), {
         output: flags.output,
+        url,
         cancelOnInterrupt: false,
         everyUpdate: true,
         ...(timeoutMs === undefined ? {} : { timeoutMs }),

@@ -65,7 +65,8 @@ export interface ApprovalHandle {
    * after the final state. Reconnects with backoff when the server is unavailable or the stream breaks;
    * watching again starts from the current state, so a decision made meanwhile is never missed. Snapshots
    * already seen (same version) are not repeated.
-   * @throws UnavailableError after `reconnect.maxAttempts` failed attempts in a row
+   * @throws UnavailableError after `reconnect.maxAttempts` failed attempts in a row, or when nothing came
+   * from the server for `reconnect.giveUpAfterMs`
    * @throws AbortedError when `signal` aborts; DeadlineExceededError after `timeoutMs`
    * @throws any other RpcError (NotFoundError, PermissionDeniedError, ...) at once
    */
@@ -164,6 +165,7 @@ async function* watch(context: HandleContext, id: string, options: WatchOptions)
   const policy = context.reconnect;
   let lastVersion = -1n;
   let failures = 0;
+  let lastAnswer = Date.now();
   try {
     for (;;) {
       let error: CountersignError;
@@ -173,6 +175,7 @@ async function* watch(context: HandleContext, id: string, options: WatchOptions)
           { signal: scope.signal, timeoutMs: 0 },
         )) {
           failures = 0;
+          lastAnswer = Date.now();
           const approval = required(response.approval, id);
           if (approval.version > lastVersion) {
             lastVersion = approval.version;
@@ -190,10 +193,14 @@ async function* watch(context: HandleContext, id: string, options: WatchOptions)
         if (!isRetryable(error)) throw error;
       }
       failures++;
-      if (failures >= policy.maxAttempts) throw error;
+      const silentFor = Date.now() - lastAnswer;
+      if (failures >= policy.maxAttempts || silentFor >= policy.giveUpAfterMs) throw error;
       const backoff = backoffDelay(failures, policy);
-      const delayMs =
-        error instanceof ResourceExhaustedError ? Math.max(backoff, error.retryDelayMs ?? 0) : backoff;
+      // The last retry comes when the time without an answer runs out, not after it.
+      const delayMs = Math.min(
+        error instanceof ResourceExhaustedError ? Math.max(backoff, error.retryDelayMs ?? 0) : backoff,
+        policy.giveUpAfterMs - silentFor,
+      );
       options.onReconnect?.({ attempt: failures, delayMs, error });
       try {
         await sleep(delayMs, scope.signal);

@@ -11,6 +11,12 @@ export interface ReconnectOptions {
    * receives anything resets the count). @default Infinity: a wait ends by its `timeoutMs` or `signal`.
    */
   maxAttempts?: number;
+  /**
+   * How long a wait keeps retrying without any answer from the server (counted from the last message it
+   * received, or from its start) before it gives up and throws the last error, in milliseconds.
+   * @default Infinity: a wait ends by its `timeoutMs` or `signal`.
+   */
+  giveUpAfterMs?: number;
 }
 
 /** ReconnectOptions with every default filled in. */
@@ -22,6 +28,7 @@ export const defaultReconnect: ReconnectPolicy = {
   maxDelayMs: 10_000,
   multiplier: 2,
   maxAttempts: Number.POSITIVE_INFINITY,
+  giveUpAfterMs: Number.POSITIVE_INFINITY,
 };
 
 /**

@@ -403,6 +403,16 @@ function slackDeps(
         { security_event: event.kind, reason: event.reason, remote: event.remoteAddress },
         "Slack request refused",
       );
+    if (event.type === "post_failed")
+      logger.error(
+        {
+          approval_id: event.approvalId,
+          message_key: event.key,
+          method: event.method,
+          slack_error: event.error,
+        },
+        "Slack refused a post for good: the approvers were not notified there",
+      );
     deps?.onEvent?.(event);
   };
   return { ...deps, onEvent };

@@ -43,6 +43,7 @@ describe("Prometheus alert rules", () => {
       "CountersignDecideLatencyHigh",
       "CountersignErrorRateHigh",
       "CountersignSlackRateLimited",
+      "CountersignSlackPostFailed",
       "CountersignStoreUnavailable",
       "CountersignApprovalsStuckPastExpiry",
       "CountersignSchedulerNotRunning",

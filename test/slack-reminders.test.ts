@@ -1,8 +1,12 @@
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Decision } from "../gen/countersign/v1/approval_pb.js";
+import { parseAuditLine } from "../server/audit/audit-record.js";
 import { createManualClock, type ManualClock } from "../server/domain/clock.js";
+import { parsePrometheusText } from "../server/telemetry/prometheus-text.js";
 import type { FakeSlackMessage } from "./support/fake-slack.js";
 import { type SlackTestbed, startSlackTestbed } from "./support/fake-slack.js";
+import { waitFor } from "./support/wait.js";
 
 const minute = 60_000;
 let clock: ManualClock;
@@ -76,5 +80,70 @@ describe("reminders and the escalation", () => {
     expect(
       bed.slack.messages().filter((m) => m.metadata?.event_payload.approval_id === decidedEarly),
     ).toHaveLength(1);
+
+    // The escalation users are messaged directly too, once.
+    const dm = posted(id, "escalation-dm:");
+    expect(dm.map((m) => m.channel)).toEqual([await dmChannelOf("UONCALL")]);
+    expect(dm[0]?.text).toContain("has no decision yet");
+
+    // Each reminder and escalation is audited and counted.
+    const noticesAudited = () =>
+      readFileSync(bed.ts.auditPath, "utf8")
+        .split("\n")
+        .map((l) => parseAuditLine(l) as (Record<string, unknown> & { type: string }) | undefined)
+        .filter((l) => l?.approval_id === id && (l.type === "reminded" || l.type === "escalated"))
+        .map((l) => [l?.type, l?.notice, l?.channel]);
+    await waitFor(() => noticesAudited().length >= 5, 15_000, "the reminded and escalated audit lines");
+    const notices = noticesAudited();
+    expect(notices).toEqual([
+      ["reminded", "reminder", "C0PROD"],
+      ["reminded", "reminder", "C0PROD"],
+      ["escalated", "escalation", "C0PROD"],
+      ["escalated", "escalation_notice", "C0ESC"],
+      ["escalated", "escalation_dm", "UONCALL"],
+    ]);
+    const metrics = parsePrometheusText(await (await fetch(`${bed.ts.server.opsUrl}/metrics`)).text());
+    expect(metrics.value("countersign_reminders_total", { action: "deploy.production" })).toBe(2);
+    expect(metrics.value("countersign_escalations_total", { action: "deploy.production" })).toBe(1);
+  });
+
+  it("logs, audits and counts a post Slack refuses for good", async () => {
+    bed.slack.inject("chat.postMessage", { kind: "error", error: "invalid_blocks" }, 1);
+    const { approvals } = bed.ts.clients(undefined, "connect");
+    const id =
+      (await approvals.createApproval({ action: "deploy.production", title: "Nowhere to go" })).approval
+        ?.id ?? "";
+    await waitFor(
+      () => bed.events.some((e) => e.type === "post_failed" && e.approvalId === id),
+      15_000,
+      "the post_failed event",
+    );
+    const failed = bed.events.find((e) => e.type === "post_failed" && e.approvalId === id);
+    expect(failed).toMatchObject({ method: "chat.postMessage", error: "invalid_blocks" });
+    const auditedLine = () =>
+      readFileSync(bed.ts.auditPath, "utf8")
+        .split("\n")
+        .map((l) => parseAuditLine(l))
+        .find((l) => l?.type === "notification_failed" && l.approval_id === id);
+    await waitFor(() => auditedLine() !== undefined, 15_000, "the notification_failed audit line");
+    const audited = auditedLine();
+    expect(audited).toMatchObject({
+      method: "chat.postMessage",
+      error: "invalid_blocks",
+      actor: "slack-gateway",
+    });
+    const metrics = parsePrometheusText(await (await fetch(`${bed.ts.server.opsUrl}/metrics`)).text());
+    expect(
+      metrics.value("countersign_slack_posts_failed_total", {
+        method: "chat.postMessage",
+        error: "invalid_blocks",
+      }),
+    ).toBe(1);
   });
 });
+
+/** The DM channel the fake Slack opens for a user. */
+async function dmChannelOf(user: string): Promise<string> {
+  const open = bed.slack.callsTo("conversations.open").find((c) => String(c.args.users) === user);
+  return String((open?.response?.channel as { id?: string } | undefined)?.id);
+}

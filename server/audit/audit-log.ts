@@ -24,6 +24,17 @@ export interface AuditLogOptions {
   onError?: (err: Error) => void;
 }
 
+/** A Slack post the gateway gave up on (see the gateway's `post_failed` event). */
+export interface NotificationFailure {
+  approvalId: string;
+  /** Which message: `request:<channel>`, `reminder:<n>:<channel>`, `escalation:<channel>`… */
+  key: string;
+  /** The Slack Web API method that was refused. */
+  method: string;
+  /** Slack's error code, e.g. `channel_not_found`. */
+  error: string;
+}
+
 /** An unauthorized attempt seen by the transport (no certificate, wrong role, another client's approval). */
 export interface UnauthorizedAttempt {
   /** The identity of the client, or "" without a certificate. */
@@ -52,6 +63,8 @@ export interface AuditLog {
   unauthorized(attempt: UnauthorizedAttempt): void;
   /** Records a security event other than `unauthorized` (bad admin token, rate limited, Slack checks). */
   security(event: Exclude<SecurityEventType, "unauthorized">, details: JsonObject): void;
+  /** Records a Slack post or update that Slack refused for good: its approvers may not have been notified. */
+  notificationFailed(failure: NotificationFailure): void;
   /** Records a reminder sent to an approval's approvers. */
   reminded(approval: Approval, details?: JsonObject): void;
   /** Records the escalation of an approval. */
@@ -270,6 +283,15 @@ export function createAuditLog(options: AuditLogOptions = {}): AuditLog {
     }),
     security: guarded((event: Exclude<SecurityEventType, "unauthorized">, details: JsonObject) => {
       write("security", { event, ...details });
+    }),
+    notificationFailed: guarded((failure: NotificationFailure) => {
+      write("notification_failed", {
+        approval_id: failure.approvalId,
+        actor: "slack-gateway",
+        message_key: failure.key,
+        method: failure.method,
+        error: failure.error,
+      });
     }),
     reminded: guarded((approval: Approval, details: JsonObject = {}) => {
       write("reminded", { ...approvalFields(approval, "system"), ...details });

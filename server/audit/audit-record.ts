@@ -39,6 +39,8 @@ export type AuditEventType =
   | "admin_cancelled"
   | "reminded"
   | "escalated"
+  /** Slack refused a post or update for good: the approvers may not have been notified. */
+  | "notification_failed"
   | "policy_reloaded"
   | "policy_reload_failed"
   /** Other security events: bad_admin_token, rate_limited, bad_signature, stale_timestamp, replay. */

@@ -3,6 +3,8 @@
  * writes no metrics itself; a listener turns these events into counters, histograms and audit lines.
  */
 
+import type { Approval } from "../domain/types.js";
+
 /** How one Slack Web API call ended. */
 export type SlackCallOutcome =
   /** Slack answered `ok: true`. */
@@ -71,8 +73,23 @@ export type SlackGatewayEvent =
     }
   /** After an ambiguous failure a post was found in Slack, so it was not posted again. */
   | { type: "post_recovered"; approvalId: string; key: string; channel: string; ts: string }
-  /** Slack refused a post or update for good; the gateway gave up on it. */
-  | { type: "post_failed"; approvalId: string; key: string; method: string; error: string };
+  /**
+   * Slack refused a post or update for good; the gateway gave up on it. For the request message itself
+   * (`key` `request`, or `request:<channel>`), its approvers were not notified there.
+   */
+  | { type: "post_failed"; approvalId: string; key: string; method: string; error: string }
+  /**
+   * A reminder or the escalation was posted: in the thread of the request message in `channel`
+   * (`notice` reminder or escalation), in the fallback channel (`escalation_notice`), or to an escalation
+   * user directly (`escalation_dm`). `index` is the reminder's, counting from 0 (-1 for the escalation).
+   */
+  | {
+      type: "notice_posted";
+      approval: Approval;
+      notice: "reminder" | "escalation" | "escalation_notice" | "escalation_dm";
+      index: number;
+      channel: string;
+    };
 
 /** Receives gateway events. It must not throw; it is called synchronously on the gateway's paths. */
 export type SlackGatewayEventListener = (event: SlackGatewayEvent) => void;

@@ -406,6 +406,13 @@ export function createOutboundQueue(options: OutboundQueueOptions): OutboundQueu
             done,
           );
           records.set(key, posted);
+          onEvent({
+            type: "notice_posted",
+            approval: shown,
+            notice: index < 0 ? "escalation" : "reminder",
+            index,
+            channel: parent.channel,
+          });
         });
       }
       const fallback = w.latest.rules.escalation?.channel ?? "";
@@ -430,10 +437,57 @@ export function createOutboundQueue(options: OutboundQueueOptions): OutboundQueu
               done,
             );
             records.set(key, posted);
+            onEvent({
+              type: "notice_posted",
+              approval: shown,
+              notice: "escalation_notice",
+              index: -1,
+              channel: fallback,
+            });
           });
         }
       }
+      // The escalation users are told directly too, not only mentioned where they may not look.
+      if (notice === "escalation") await postEscalationDms(w, records, targets);
       w.notices.delete(notice);
+    }
+  }
+
+  /** The escalation notice, with a link to the request, in a DM to each escalation user (once each). */
+  async function postEscalationDms(
+    w: Worker,
+    records: Map<string, SlackMessageRecord>,
+    targets: string[],
+  ): Promise<void> {
+    const parent = targets
+      .map((d) => records.get(`request:${d}`))
+      .find((r) => r !== undefined && r.ts !== "");
+    for (const user of (w.latest.rules.escalation?.users ?? []).filter(isSlackUserId)) {
+      const key = `escalation-dm:${user}`;
+      const done = records.get(key);
+      if ((done !== undefined && done.ts !== "") || w.gaveUp.has(key)) continue;
+      await unlessRejected(w, key, async () => {
+        const shown = w.latest;
+        const posted = await post(
+          w,
+          {
+            key,
+            channel: () => channelOf(user),
+            content: async () =>
+              renderEscalationNotice(shown, parent === undefined ? undefined : await permalink(parent)),
+            version: 0,
+          },
+          done,
+        );
+        records.set(key, posted);
+        onEvent({
+          type: "notice_posted",
+          approval: shown,
+          notice: "escalation_dm",
+          index: -1,
+          channel: user,
+        });
+      });
     }
   }
 

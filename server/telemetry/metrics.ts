@@ -100,13 +100,13 @@ export function createMetrics(options: MetricsOptions = {}) {
   });
   const escalations = new Counter({
     name: "countersign_escalations_total",
-    help: "Escalations sent, by action.",
+    help: "Escalations posted under a request message (one per channel or DM the request is in), by action.",
     labelNames: ["action"] as const,
     registers,
   });
   const reminders = new Counter({
     name: "countersign_reminders_total",
-    help: "Reminders sent to approvers, by action.",
+    help: "Reminders posted under a request message (one per channel or DM the request is in), by action.",
     labelNames: ["action"] as const,
     registers,
   });
@@ -139,6 +139,12 @@ export function createMetrics(options: MetricsOptions = {}) {
     name: "countersign_slack_api_calls_total",
     help: "Slack Web API calls, by method and result (ok, rate_limited, unavailable, ambiguous, blocked, rejected).",
     labelNames: ["method", "result"] as const,
+    registers,
+  });
+  const slackPostsFailed = new Counter({
+    name: "countersign_slack_posts_failed_total",
+    help: "Slack posts and updates Slack refused for good (not retried): approvers may not have been notified, by method and Slack error.",
+    labelNames: ["method", "error"] as const,
     registers,
   });
   const slack429 = new Counter({
@@ -333,6 +339,10 @@ export function createMetrics(options: MetricsOptions = {}) {
       apiCall(method: string, result: SlackCallOutcome): void {
         slackCalls.inc({ method, result });
         if (result === "rate_limited") slack429.inc({ method });
+      },
+      /** Slack refused a post or update for good (e.g. `channel_not_found`, `invalid_blocks`). */
+      postFailed(method: string, error: string): void {
+        slackPostsFailed.inc({ method, error });
       },
       /** A call is retried (after a 429 or a transient error). */
       retry(method: string): void {

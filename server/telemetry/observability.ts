@@ -232,10 +232,34 @@ export async function createObservability(options: ObservabilityOptions): Promis
             message: event.message,
           });
           return;
+        case "notice_posted": {
+          const details = {
+            channel: event.channel,
+            notice: event.notice,
+            ...(event.index >= 0 ? { reminder: event.index + 1 } : {}),
+          };
+          if (event.notice === "reminder") {
+            metrics.reminder(event.approval);
+            audit.reminded(event.approval, details);
+          } else {
+            // Counted once per request message it is posted under; the fallback notice and DMs are audited.
+            if (event.notice === "escalation") metrics.escalation(event.approval);
+            audit.escalated(event.approval, details);
+          }
+          return;
+        }
+        case "post_failed":
+          metrics.slack.postFailed(event.method, event.error);
+          audit.notificationFailed({
+            approvalId: event.approvalId,
+            key: event.key,
+            method: event.method,
+            error: event.error,
+          });
+          return;
         case "rate_limited":
         case "post_recovered":
-        case "post_failed":
-          // 429s are counted from their api_call event; the others are in the gateway's logs.
+          // 429s are counted from their api_call event; a recovered post is in the gateway's logs.
           return;
       }
     },

@@ -126,6 +126,24 @@ describe("applyParamsEdit", () => {
     ]);
   });
 
+  it("gives a field the policy's own error message (errorMessage), and checks formats", () => {
+    const withMessages = rules({
+      schema: {
+        type: "object",
+        properties: {
+          version: { type: "string", pattern: "^v[0-9]+$", errorMessage: "must look like v42" },
+          notes: { type: "string", format: "email" },
+        },
+      },
+    });
+    expect(violationsOf(() => edit({ ...current, version: "latest" }, withMessages))).toEqual([
+      { field: "edited_params.version", description: "must look like v42" },
+    ]);
+    expect(
+      violationsOf(() => edit({ ...current, version: "v1", notes: "not an address" }, withMessages)),
+    ).toEqual([{ field: "edited_params.notes", description: 'must match format "email"' }]);
+  });
+
   it("accepts an edit without a schema to check", () => {
     const { schema: _schema, ...noSchema } = rules();
     expect(edit({ ...current, version: "anything" }, noSchema)?.params.version).toBe("anything");

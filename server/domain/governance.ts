@@ -1,11 +1,25 @@
 import { Ajv, type ValidateFunction } from "ajv";
+import ajvErrors from "ajv-errors";
 import addFormats from "ajv-formats";
 import { ValidationError } from "./errors.js";
 import { canonicalJson, canonicalSha256 } from "./hashing.js";
 import type { JsonObject, JsonValue, OverrideRules, ParamChange, ParamsEdit } from "./types.js";
 
-const ajv = new Ajv({ allErrors: true, strict: false });
+/**
+ * Strict about the schema's own words, so that a misspelt keyword (`minLenght`) is an error at load time
+ * rather than a check that silently never runs; lenient about type annotations, which are a matter of
+ * style. `errorMessage` (ajv-errors) gives a field its own message; `format` is checked (ajv-formats).
+ */
+const ajv = new Ajv({
+  allErrors: true,
+  strict: true,
+  strictTypes: false,
+  strictTuples: false,
+  strictRequired: false,
+  allowUnionTypes: true,
+});
 addFormats.default(ajv);
+ajvErrors.default(ajv);
 const compiled = new Map<string, ValidateFunction>();
 
 /**

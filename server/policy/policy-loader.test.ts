@@ -565,6 +565,39 @@ describe("parsePolicyDocument: rules", () => {
     ]);
   });
 
+  it("refuses an unknown keyword in the overrides schema, at its path, rather than ignore it", () => {
+    expect(
+      rule({
+        overrides: {
+          keys: ["version"],
+          schema: { type: "object", properties: { version: { type: "string", minLenght: 2 } } },
+        },
+      }),
+    ).toEqual([
+      {
+        path: "policies[0].overrides.schema.properties.version.minLenght",
+        message: "is not a JSON Schema keyword (a misspelling?); it would be ignored",
+      },
+    ]);
+    // A property may have any name; annotations and errorMessage (ajv-errors) are keywords.
+    expect(
+      policyOf(
+        doc({
+          overrides: {
+            keys: ["minLenght"],
+            schema: {
+              type: "object",
+              title: "t",
+              properties: {
+                minLenght: { type: "integer", description: "d", errorMessage: "must be a whole number" },
+              },
+            },
+          },
+        }),
+      ).overrides.keys,
+    ).toEqual(["minLenght"]);
+  });
+
   it("a policy posts to its channel, by DM, or to the default channel", () => {
     const noDefaultChannel = JSON.stringify({
       version: 1,

@@ -9,7 +9,7 @@ import { LineCounter, parseDocument } from "yaml";
 import { compileParamsSchema } from "../domain/governance.js";
 import { canonicalSha256 } from "../domain/hashing.js";
 import { maxTimeoutMs, minTimeoutMs } from "../domain/lifecycle.js";
-import type { JsonObject, Policy, PolicySet } from "../domain/types.js";
+import type { JsonObject, JsonValue, Policy, PolicySet } from "../domain/types.js";
 import { durationHint, formatDuration, parseDuration } from "./duration.js";
 import { actionGlobHint, analyzeActionGlob } from "./policy-match.js";
 import {
@@ -416,6 +416,34 @@ function compileOverridesSchema(schema: JsonObject): string | undefined {
   }
 }
 
+/** Maps of names to subschemas: their keys are names, not keywords. */
+const schemaMaps = new Set(["properties", "patternProperties", "definitions", "$defs", "dependentSchemas"]);
+
+/** The path (`.properties.version.minLenght`) of the first place `keyword` is used as a keyword. */
+function keywordPath(schema: JsonValue, keyword: string, path = ""): string | undefined {
+  if (Array.isArray(schema)) {
+    for (let i = 0; i < schema.length; i++) {
+      const found = keywordPath(schema[i] as JsonValue, keyword, `${path}[${i}]`);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (schema === null || typeof schema !== "object") return undefined;
+  if (Object.hasOwn(schema, keyword)) return `${path}.${keyword}`;
+  for (const [key, value] of Object.entries(schema)) {
+    if (schemaMaps.has(key) && value !== null && typeof value === "object" && !Array.isArray(value)) {
+      for (const [name, sub] of Object.entries(value)) {
+        const found = keywordPath(sub, keyword, `${path}.${key}.${name}`);
+        if (found !== undefined) return found;
+      }
+    } else if (key !== "enum" && key !== "const" && key !== "default" && key !== "examples") {
+      const found = keywordPath(value, keyword, `${path}.${key}`);
+      if (found !== undefined) return found;
+    }
+  }
+  return undefined;
+}
+
 function checkOverrides(
   ctx: CheckContext,
   o: NonNullable<PolicyFilePolicy["overrides"]>,
@@ -436,7 +464,14 @@ function checkOverrides(
   }
   const error = compileOverridesSchema(schema);
   if (error !== undefined) {
-    problems.add(`${base}.schema`, `is not a valid JSON Schema: ${error}`);
+    const unknown = /unknown keyword: "([^"]+)"/.exec(error)?.[1];
+    const at = unknown === undefined ? undefined : keywordPath(schema, unknown);
+    if (at !== undefined)
+      problems.add(
+        `${base}.schema${at}`,
+        "is not a JSON Schema keyword (a misspelling?); it would be ignored",
+      );
+    else problems.add(`${base}.schema`, `is not a valid JSON Schema: ${error}`);
     return;
   }
   // With `properties` listed, a key must be one of them (or match one of `patternProperties`).

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Countersign: build with the full toolchain, run on a distroless Node.js 20 image as a non-root user.
 
-FROM node:20-bookworm-slim AS build
+FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY clients/sdk/package.json clients/sdk/
@@ -9,13 +9,13 @@ RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build
 
-FROM node:20-bookworm-slim AS runtime-deps
+FROM node:22-bookworm-slim AS runtime-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY clients/sdk/package.json clients/sdk/
 RUN npm ci --omit=dev --no-audit --no-fund
 
-FROM gcr.io/distroless/nodejs20-debian12:nonroot
+FROM gcr.io/distroless/nodejs22-debian12:nonroot
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=runtime-deps /app/node_modules ./node_modules

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
 import { ConflictError, UnavailableError, ValidationError } from "../domain/errors.js";
 import type { Approval, ApprovalState } from "../domain/types.js";
@@ -311,6 +312,7 @@ export function createRedisApprovalStore(options: RedisApprovalStoreOptions): Ap
         stored.state,
         stored.expireTime,
         stored.decideTime,
+        randomUUID(),
       ]);
       return confirmed(reply, (result) => {
         if (Number(result) === 0) return undefined;

@@ -69,7 +69,7 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
         const state = stateFromMessage(req.state, "state");
         const createdAfter = optionalMs(req.createTimeAfter);
         const createdBefore = optionalMs(req.createTimeBefore);
-        const page = await store.list({
+        const page = await operations.list({
           pageSize: req.pageSize === 0 ? defaultPageSize : req.pageSize,
           ...(state === undefined ? {} : { state }),
           ...(req.action === "" ? {} : { action: req.action }),

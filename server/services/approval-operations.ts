@@ -15,6 +15,7 @@ import {
   cancelApproval,
   createFingerprint,
   expireApproval,
+  isOverdue,
   rerequestWindowStart,
   resolveApproval,
   type Transition,
@@ -23,7 +24,7 @@ import {
 } from "../domain/lifecycle.js";
 import { type Approval, isTerminal, type PolicySet } from "../domain/types.js";
 import { resolvePolicy } from "../policy/policy-match.js";
-import type { ApprovalStore, CreateResult } from "../store/approval-store.js";
+import type { ApprovalPage, ApprovalQuery, ApprovalStore, CreateResult } from "../store/approval-store.js";
 import type { ApprovalEvent, ApprovalEventListener } from "./approval-events.js";
 
 /** Where the policy set in force comes from. */
@@ -138,40 +139,94 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
     return loaded.policySet;
   }
 
-  async function get(id: string): Promise<Approval> {
+  /** The stored approval as it is, or NotFoundError. */
+  async function read(id: string): Promise<Approval> {
     const approval = await store.get(id);
     if (approval === undefined) throw new NotFoundError(`approval ${id} does not exist`);
     return approval;
   }
 
+  /**
+   * Stores `next` over `current` if nobody wrote in between, and reports it. Only the one caller whose
+   * compare-and-set stored the version sees it (and reports it): one audit line, one metric per version.
+   */
+  async function commit(current: Approval, next: Approval, actor: string): Promise<Approval | undefined> {
+    const stored = await store.compareAndSet(next, current.version);
+    if (stored !== undefined && listeners.length > 0) emitTransition(current, stored, actor);
+    return stored;
+  }
+
+  /**
+   * Runs a transition: read, expire first if the deadline has passed (so `step` sees an expired
+   * approval and refuses), apply `step`, compare-and-set; again from the read when another write came
+   * first. `changed` says whether this call stored `step`'s change.
+   */
   async function transition(
     id: string,
     actor: string,
-    step: (current: Approval) => Transition,
+    step: (current: Approval, now: number) => Transition,
     operation?: "vote" | "cancel",
   ): Promise<Transition> {
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      const current = await get(id);
+      let current = await read(id);
+      const now = clock.now();
+      if (step !== expireApproval && isOverdue(current, now)) {
+        const expired = await commit(current, expireApproval(current, now).approval, "system");
+        if (expired === undefined) continue;
+        current = expired;
+      }
       let next: Transition;
       try {
-        next = step(current);
+        next = step(current, now);
       } catch (err) {
         if (operation === undefined) throw err;
         refused(err, current, actor, operation);
       }
       if (!next.changed) return next;
-      const stored = await store.compareAndSet(next.approval, current.version);
-      if (stored !== undefined) {
-        if (listeners.length > 0) emitTransition(current, stored, actor);
-        return { approval: stored, changed: true };
-      }
+      const stored = await commit(current, next.approval, actor);
+      if (stored !== undefined) return { approval: stored, changed: true };
     }
     throw new UnavailableError(`approval ${id} is under heavy contention; retry`);
   }
 
+  /**
+   * Expires an approval if its deadline has passed (see `isOverdue`). `changed` only for the caller
+   * whose compare-and-set stored the expiry, however many replicas and paths try at once.
+   */
+  function expire(id: string): Promise<Transition> {
+    return transition(id, "system", expireApproval);
+  }
+
+  /**
+   * The approval as everyone must see it: one past its deadline is expired first, so a read never shows
+   * a pending approval that can no longer be decided.
+   */
+  async function settle(approval: Approval): Promise<Approval> {
+    if (!isOverdue(approval, clock.now())) return approval;
+    return (await expire(approval.id)).approval;
+  }
+
+  async function get(id: string): Promise<Approval> {
+    return settle(await read(id));
+  }
+
+  /** Approvals matching the query, newest first, each settled; a page filtered by state keeps only matches. */
+  async function list(query: ApprovalQuery): Promise<ApprovalPage> {
+    const page = await store.list(query);
+    if (!page.approvals.some((a) => isOverdue(a, clock.now()))) return page;
+    const approvals = await Promise.all(page.approvals.map(settle));
+    return {
+      approvals: approvals.filter((a) => query.state === undefined || a.state === query.state),
+      nextPageToken: page.nextPageToken,
+    };
+  }
+
   return {
-    /** The approval, or NotFoundError. */
+    /** The approval (settled: see `settle`), or NotFoundError. */
     get,
+
+    /** A page of approvals (settled: see `settle`). */
+    list,
 
     /** Ends every open watch with UNAVAILABLE (graceful shutdown); new watches are refused the same way. */
     shutdown(): void {
@@ -193,6 +248,7 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
       if (input.rerequestOf !== "") {
         previous = await store.get(input.rerequestOf);
         if (previous !== undefined) {
+          previous = await settle(previous);
           lineageCountLastDay = await store.countLineage(previous.lineageId, rerequestWindowStart(now));
         }
       }
@@ -226,23 +282,20 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
 
     /** Records a vote (see `applyVote`). */
     vote(id: string, vote: VoteInput): Promise<Transition> {
-      return transition(id, vote.approver, (a) => applyVote(a, vote, clock.now()), "vote");
+      return transition(id, vote.approver, (a, now) => applyVote(a, vote, now), "vote");
     },
 
     /** Cancels a pending approval, as its requester or (`adminOverride`) as an admin. */
     cancel(id: string, by: string, reason: string, adminOverride = false): Promise<Transition> {
-      return transition(id, by, (a) => cancelApproval(a, by, reason, clock.now(), adminOverride), "cancel");
+      return transition(id, by, (a, now) => cancelApproval(a, by, reason, now, adminOverride), "cancel");
     },
 
     /** An admin's break-glass decision. */
     resolve(id: string, admin: string, decision: "approve" | "deny", reason: string): Promise<Transition> {
-      return transition(id, admin, (a) => resolveApproval(a, admin, decision, reason, clock.now()));
+      return transition(id, admin, (a, now) => resolveApproval(a, admin, decision, reason, now));
     },
 
-    /** Expires an approval if its deadline has passed. */
-    expire(id: string): Promise<Transition> {
-      return transition(id, "system", (a) => expireApproval(a, clock.now()));
-    },
+    expire,
 
     /**
      * Streams the approval: the current snapshot first, then every stored change, a heartbeat after
@@ -273,12 +326,23 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
         yield { approval: last, heartbeat: false };
         while (!isTerminal(last.state) && !opts.signal.aborted) {
           stopping();
+          if (queue.length === 0 && isOverdue(last, clock.now())) {
+            // The expiry is stored (here or by whoever came first) and arrives through the subscription.
+            const settled = await settle(last);
+            if (settled.version > last.version && !queue.some((a) => a.version >= settled.version))
+              queue.push(settled);
+          }
           if (queue.length === 0) {
+            // Wake at the deadline, so the stream never repeats a pending snapshot after it.
+            const untilDeadline = Math.max(1, last.expireTime - clock.now());
             const changed = await new Promise<boolean>((resolve) => {
-              const timer = setTimeout(() => {
-                wake = undefined;
-                resolve(false);
-              }, opts.heartbeatMs);
+              const timer = setTimeout(
+                () => {
+                  wake = undefined;
+                  resolve(false);
+                },
+                Math.min(opts.heartbeatMs, untilDeadline),
+              );
               wake = () => {
                 clearTimeout(timer);
                 wake = undefined;
@@ -288,7 +352,7 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
             if (opts.signal.aborted) return;
             stopping();
             if (!changed) {
-              yield { approval: last, heartbeat: true };
+              if (!isOverdue(last, clock.now())) yield { approval: last, heartbeat: true };
               continue;
             }
           }
@@ -340,13 +404,13 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
         let pageToken = "";
         do {
           check();
-          const page = await store.list({ state: "pending", pageSize: 500, pageToken });
+          const page = await list({ state: "pending", pageSize: 500, pageToken });
           for (const approval of page.approvals) yield { type: "approval", approval };
           pageToken = page.nextPageToken;
         } while (pageToken !== "" && !opts.signal.aborted);
         for (const id of opts.ids ?? []) {
           const approval = await store.get(id);
-          if (approval !== undefined) yield { type: "approval", approval };
+          if (approval !== undefined) yield { type: "approval", approval: await settle(approval) };
         }
         yield { type: "snapshot_complete" };
         while (!opts.signal.aborted) {

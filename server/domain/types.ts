@@ -88,6 +88,12 @@ export interface OverrideRules {
   schema?: JsonObject;
   /** Policy settings a requester may override per request. */
   requestKeys: ("timeout" | "channel")[];
+  /**
+   * An applied edit keeps the approvals given before it (`overrides.edits_keep_approvals`). Off (and
+   * absent from rules stored before it existed): an edit sets earlier approvals aside, since they
+   * approved other params.
+   */
+  editsKeepApprovals?: boolean;
 }
 
 /** Re-request rules. */
@@ -171,7 +177,14 @@ export interface Approval {
   policySha256: string;
   rules: ApprovalRules;
   state: ApprovalState;
+  /** The votes that count. */
   votes: Vote[];
+  /**
+   * Approvals set aside by a later edit of params (they approved other params): kept for the record,
+   * never counted; their approvers may vote again on the edited params. Absent on approvals stored
+   * before this existed.
+   */
+  supersededVotes?: Vote[];
   stages: StageProgress[];
   edits: ParamsEdit[];
   createTime: number;

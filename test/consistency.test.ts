@@ -9,6 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Decision, State } from "../gen/countersign/v1/approval_pb.js";
 import { type AuditLine, parseAuditLine } from "../server/audit/audit-record.js";
 import { createManualClock } from "../server/domain/clock.js";
+import type { ApprovalStore } from "../server/store/approval-store.js";
+import { createRedisApprovalStore } from "../server/store/redis-approval-store.js";
+import { createRedisConnections } from "../server/store/redis-connection.js";
 import { parsePrometheusText } from "../server/telemetry/prometheus-text.js";
 import { createTestPki, type TestPki, testIdentities } from "./support/certs.js";
 import { type RedisServer, startRedis } from "./support/redis.js";
@@ -250,9 +253,14 @@ for (const backend of ["memory", "redis"] as const) {
         "the audit lines of both decisions",
       );
       const lines = auditLines(ts);
-      expect(lines.filter((l) => l.approval_id === resolved?.id && l.type === "admin_resolved")).toHaveLength(
-        1,
-      );
+      const adminLines = lines.filter((l) => l.approval_id === resolved?.id && l.type === "admin_resolved");
+      expect(adminLines).toHaveLength(1);
+      // The admin name is self-asserted; the certificate and the token it came with are recorded too.
+      expect(adminLines[0]).toMatchObject({ actor: testIdentities.requester, decided_by: "oncall" });
+      expect(await ts.server.store.get(resolved?.id ?? "")).toMatchObject({
+        decidedBy: "oncall",
+        adminCaller: { name: "oncall", certificate: testIdentities.requester, tokenHolder: "admin" },
+      });
       expect(lines.filter((l) => l.approval_id === cancelled?.id && l.outcome === "cancelled")).toHaveLength(
         1,
       );
@@ -270,3 +278,78 @@ for (const backend of ["memory", "redis"] as const) {
     });
   });
 }
+
+describe("a decision answered UNAVAILABLE and applied later (Redis paused)", () => {
+  let pki: TestPki;
+  let redis: RedisServer;
+  let ts: TestServer;
+  /** Set by the test: Redis freezes just before the next compare-and-set is sent, for `frozenMs`. */
+  let freezeBeforeNextWrite = false;
+  const frozenMs = 1_000;
+
+  beforeAll(async () => {
+    pki = createTestPki();
+    redis = await startRedis();
+    const inner = createRedisApprovalStore({
+      connections: createRedisConnections({
+        url: redis.url,
+        commandTimeoutMs: 300,
+        waitReplicas: 0,
+        keyPrefix: "countersign:",
+      }),
+    });
+    // The real Redis store; only the moment of the freeze is chosen: after the read, as the write goes.
+    const store: ApprovalStore = {
+      ...inner,
+      compareAndSet(next, expectedVersion) {
+        if (freezeBeforeNextWrite) {
+          freezeBeforeNextWrite = false;
+          redis.freeze();
+          setTimeout(() => redis.resume(), frozenMs);
+        }
+        return inner.compareAndSet(next, expectedVersion);
+      },
+    };
+    ts = await startTestServer({
+      pki,
+      policy,
+      store,
+      flags: { deciders: testIdentities.decider, requesters: testIdentities.requester },
+    });
+  });
+
+  afterAll(async () => {
+    await ts?.close();
+    await redis?.stop();
+  });
+
+  it("audits the stored decision exactly once, and a retry returns the stored outcome", async () => {
+    const requester = ts.clients(pki.requester, "grpc").approvals;
+    const decider = ts.clients(pki.decider, "connect").approvals;
+    const id =
+      (await requester.createApproval({ action: "break-glass.paused", title: "Paused" })).approval?.id ?? "";
+    const vote = { id, approver: "U1", decision: Decision.APPROVE, interactionId: "click-paused" };
+
+    // The compare-and-set reaches Redis, which is frozen: the call times out with UNAVAILABLE.
+    freezeBeforeNextWrite = true;
+    const code = await decider.submitDecision(vote).then(
+      () => undefined,
+      (err: unknown) => ConnectError.from(err).code,
+    );
+    expect(code).toBe(Code.Unavailable);
+
+    // Redis applies it on resume; the server that wrote it audits it when it sees it stored.
+    await waitFor(
+      () => auditLines(ts).some((l) => l.approval_id === id && l.type === "decided"),
+      10_000,
+      "the decided audit line of the write applied after the timeout",
+    );
+    const retried = await decider.submitDecision(vote);
+    expect(retried.recorded).toBe(false);
+    expect(retried.approval?.state).toBe(State.APPROVED);
+    expect(retried.approval?.votes.map((v) => v.approver)).toEqual(["U1"]);
+    const lines = auditLines(ts).filter((l) => l.approval_id === id);
+    expect(lines.filter((l) => l.type === "decided")).toHaveLength(1);
+    expect(lines.filter((l) => l.type === "vote")).toHaveLength(1);
+  });
+});

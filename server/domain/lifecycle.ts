@@ -8,6 +8,7 @@ import { applyParamsEdit } from "./governance.js";
 import { canonicalJson, canonicalSha256, sha256Hex } from "./hashing.js";
 import { limits } from "./limits.js";
 import type {
+  AdminCaller,
   Approval,
   ApprovalRules,
   ApprovalState,
@@ -446,7 +447,8 @@ function setAsideApprovals(a: Approval, editorVote: Vote): Approval {
 }
 
 /**
- * Cancels a pending approval, by its requester or (`adminOverride`) by an admin.
+ * Cancels a pending approval, by its requester or (`adminOverride`) by an admin, whose verified
+ * credentials (`adminCaller`) are recorded with it.
  * @throws FailedPreconditionError when it is already finished or past its deadline
  */
 export function cancelApproval(
@@ -455,13 +457,16 @@ export function cancelApproval(
   reason: string,
   now: number,
   adminOverride = false,
+  adminCaller?: AdminCaller,
 ): Transition {
   checkOpen(a, now);
-  return { approval: { ...finish(a, "cancelled", by, reason, now), adminOverride }, changed: true };
+  const approval: Approval = { ...finish(a, "cancelled", by, reason, now), adminOverride };
+  return { approval: adminCaller === undefined ? approval : { ...approval, adminCaller }, changed: true };
 }
 
 /**
- * An admin's break-glass decision on a pending approval (the service requires the reason).
+ * An admin's break-glass decision on a pending approval (the service requires the reason), recorded with
+ * the admin's verified credentials (`adminCaller`).
  * @throws FailedPreconditionError when it is already finished or past its deadline
  */
 export function resolveApproval(
@@ -470,10 +475,12 @@ export function resolveApproval(
   decision: "approve" | "deny",
   reason: string,
   now: number,
+  adminCaller?: AdminCaller,
 ): Transition {
   checkOpen(a, now);
   const state = decision === "approve" ? "approved" : "denied";
-  return { approval: { ...finish(a, state, admin, reason, now), adminOverride: true }, changed: true };
+  const approval: Approval = { ...finish(a, state, admin, reason, now), adminOverride: true };
+  return { approval: adminCaller === undefined ? approval : { ...approval, adminCaller }, changed: true };
 }
 
 /** Expires a pending approval whose deadline has passed; anything else is unchanged. */

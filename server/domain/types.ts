@@ -162,6 +162,19 @@ export interface StageProgress {
   acknowledgedBy: string[];
 }
 
+/**
+ * The verified credentials of an admin call: `name` is what the caller says (recorded as `decidedBy`),
+ * the others are what the server checked.
+ */
+export interface AdminCaller {
+  /** The self-asserted admin name (`admin` of the request, else the token holder). */
+  name: string;
+  /** Identity of the client certificate the call came with; empty without one (development mode). */
+  certificate: string;
+  /** Holder of the admin token the call presented. */
+  tokenHolder: string;
+}
+
 /** A request for human approval and everything that happened to it. */
 export interface Approval {
   id: string;
@@ -199,4 +212,11 @@ export interface Approval {
   overrides: { timeoutMs?: number; channel?: string };
   /** Incremented on every stored change. */
   version: number;
+  /** Who made an admin override, as verified by the server (not the self-asserted `decidedBy`). */
+  adminCaller?: AdminCaller;
+  /**
+   * Random id of the write that stored this version, set by the writer: lets it recognise its own write
+   * when the store applied it after the call had failed (a timeout). Absent on older versions.
+   */
+  writeId?: string;
 }

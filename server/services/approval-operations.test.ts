@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { createManualClock } from "../domain/clock.js";
-import { FailedPreconditionError } from "../domain/errors.js";
+import { FailedPreconditionError, UnavailableError } from "../domain/errors.js";
 import type { CreateInput, VoteInput } from "../domain/lifecycle.js";
 import { createStaticPolicyHolder } from "../policy/policy-holder.js";
+import type { ApprovalStore } from "../store/approval-store.js";
 import { createMemoryApprovalStore } from "../store/memory-approval-store.js";
 import type { ApprovalEvent } from "./approval-events.js";
 import { createApprovalOperations } from "./approval-operations.js";
@@ -88,9 +89,11 @@ describe("approvals past their deadline", () => {
     const b = (await first.create(request(), "ci")).approval;
     clock.advance(10 * minute);
     expect(await refusal(first.cancel(a.id, "ci", ""))).toBeInstanceOf(FailedPreconditionError);
-    expect(await refusal(first.resolve(b.id, "admin", "approve", "x"))).toBeInstanceOf(
-      FailedPreconditionError,
-    );
+    expect(
+      await refusal(
+        first.resolve(b.id, { name: "admin", certificate: "", tokenHolder: "admin" }, "approve", "x"),
+      ),
+    ).toBeInstanceOf(FailedPreconditionError);
     expect((await first.get(a.id)).state).toBe("expired");
     expect((await first.get(b.id)).state).toBe("expired");
   });
@@ -157,4 +160,45 @@ describe("approvals past their deadline", () => {
     }
     expect(events.filter((e) => e.type === "vote")).toEqual([]);
   });
+});
+
+describe("writes answered UNAVAILABLE that the store applied anyway", () => {
+  /** A store whose next compare-and-set fails with UNAVAILABLE and is applied `when` (as Redis does). */
+  function unreliable(when: "before the failure" | "after the failure") {
+    const clock = createManualClock(Date.UTC(2026, 0, 1));
+    const inner = createMemoryApprovalStore({ now: clock.now });
+    let applied: Promise<unknown> = Promise.resolve();
+    let failNext = false;
+    const store: ApprovalStore = {
+      ...inner,
+      async compareAndSet(next, expectedVersion) {
+        if (!failNext) return inner.compareAndSet(next, expectedVersion);
+        failNext = false;
+        if (when === "before the failure") await inner.compareAndSet(next, expectedVersion);
+        else
+          applied = new Promise((resolve) => setTimeout(resolve, 5)).then(() =>
+            inner.compareAndSet(next, expectedVersion),
+          );
+        throw new UnavailableError("the approval store is unavailable (Command timed out)");
+      },
+    };
+    const events: ApprovalEvent[] = [];
+    const policies = createStaticPolicyHolder(policy, { clock });
+    const ops = createApprovalOperations({ store, policies, clock, listeners: [(e) => events.push(e)] });
+    return { ops, events, failNextWrite: () => (failNext = true), applied: () => applied };
+  }
+
+  for (const when of ["before the failure", "after the failure"] as const) {
+    it(`reports a vote applied ${when} exactly once, and a retry returns the stored outcome`, async () => {
+      const { ops, events, failNextWrite, applied } = unreliable(when);
+      const { approval } = await ops.create(request(), "ci");
+      failNextWrite();
+      expect(await refusal(ops.vote(approval.id, ballot("U1", "click-1")))).toBeInstanceOf(UnavailableError);
+      await applied();
+      const retried = await ops.vote(approval.id, ballot("U1", "click-1"));
+      expect(retried).toMatchObject({ changed: false, approval: { state: "approved", version: 2 } });
+      expect(events.filter((e) => e.type === "vote")).toHaveLength(1);
+      expect(events.filter((e) => e.type === "terminal").map((e) => e.approval.state)).toEqual(["approved"]);
+    });
+  }
 });

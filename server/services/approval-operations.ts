@@ -1,4 +1,4 @@
-import { getRandomValues } from "node:crypto";
+import { getRandomValues, randomUUID } from "node:crypto";
 import { monotonicFactory } from "ulid";
 import type { Clock } from "../domain/clock.js";
 import {
@@ -22,9 +22,15 @@ import {
   type VoteInput,
   validateCreate,
 } from "../domain/lifecycle.js";
-import { type Approval, isTerminal, type PolicySet } from "../domain/types.js";
+import { type AdminCaller, type Approval, isTerminal, type PolicySet } from "../domain/types.js";
 import { resolvePolicy } from "../policy/policy-match.js";
-import type { ApprovalPage, ApprovalQuery, ApprovalStore, CreateResult } from "../store/approval-store.js";
+import type {
+  ApprovalPage,
+  ApprovalQuery,
+  ApprovalStore,
+  CreateResult,
+  Unsubscribe,
+} from "../store/approval-store.js";
 import type { ApprovalEvent, ApprovalEventListener } from "./approval-events.js";
 
 /** Where the policy set in force comes from. */
@@ -43,6 +49,25 @@ export interface ApprovalOperationsOptions {
   maxAttempts?: number;
   /** Receive every approval event (audit, metrics, tracing). */
   listeners?: ApprovalEventListener[];
+}
+
+/** How long a write that failed with UNAVAILABLE is watched for, in case the store applied it later. */
+const inDoubtMs = 10 * 60_000;
+
+/** A write in flight, or failed with UNAVAILABLE and perhaps applied later (`inDoubt`). */
+interface PendingWrite {
+  /** The version it was made over; undefined for a create. */
+  before: Approval | undefined;
+  actor: string;
+  since: number;
+  inDoubt: boolean;
+  /** Its stored version, when delivered while the call was still in flight. */
+  seen?: Approval;
+}
+
+/** The audit actor of an admin call: its certificate identity, else the admin token's holder. */
+function verifiedActor(admin: AdminCaller): string {
+  return admin.certificate !== "" ? admin.certificate : `admin-token:${admin.tokenHolder}`;
 }
 
 /** One message of a watch: a snapshot, or a heartbeat repeating the last snapshot. */
@@ -99,6 +124,88 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
     for (const listener of listeners) listener(event);
   }
 
+  /**
+   * Writes of this process whose outcome is not known yet, by write id. A write that failed with
+   * UNAVAILABLE (a timeout) may still have been applied (the command had reached the store): it stays
+   * here "in doubt", and is reported (audit, metrics) when its stored version is observed, through the
+   * change feed or a later read. Only this process knows the write id, so it is reported once.
+   */
+  const pendingWrites = new Map<string, PendingWrite>();
+  let feedOff: Unsubscribe | undefined;
+
+  function reportStored(before: Approval | undefined, stored: Approval, actor: string): void {
+    if (listeners.length === 0) return;
+    if (before !== undefined) {
+      emitTransition(before, stored, actor);
+      return;
+    }
+    emit({ type: "created", approval: stored, actor });
+    if (stored.state !== "pending")
+      emit({ type: "terminal", approval: stored, previous: stored, actor: stored.decidedBy });
+  }
+
+  /** Reports an in-doubt write whose stored version this is (seen on the change feed or read). */
+  function observe(approval: Approval): void {
+    const writeId = approval.writeId;
+    if (writeId === undefined || pendingWrites.size === 0) return;
+    const pending = pendingWrites.get(writeId);
+    if (pending === undefined) return;
+    if (!pending.inDoubt) {
+      pending.seen = approval;
+      return;
+    }
+    pendingWrites.delete(writeId);
+    reportStored(pending.before, approval, pending.actor);
+    forgetOldWrites();
+  }
+
+  /** Forgets in-doubt writes older than `inDoubtMs` (never applied), and stops listening when none is left. */
+  function forgetOldWrites(): void {
+    const oldest = clock.now() - inDoubtMs;
+    for (const [writeId, pending] of pendingWrites) {
+      if (pending.inDoubt && pending.since < oldest) pendingWrites.delete(writeId);
+    }
+    if (feedOff !== undefined && ![...pendingWrites.values()].some((p) => p.inDoubt)) {
+      feedOff();
+      feedOff = undefined;
+    }
+  }
+
+  /**
+   * Runs a write of `writeId`; when it fails with UNAVAILABLE, keeps it in doubt and watches the change
+   * feed for it (see `pendingWrites`). The caller reports a write that succeeded.
+   */
+  async function tracked<T>(
+    writeId: string,
+    before: Approval | undefined,
+    actor: string,
+    write: () => Promise<T>,
+  ): Promise<T> {
+    if (listeners.length === 0) return write();
+    const pending: PendingWrite = { before, actor, since: clock.now(), inDoubt: false };
+    pendingWrites.set(writeId, pending);
+    try {
+      const result = await write();
+      pendingWrites.delete(writeId);
+      return result;
+    } catch (err) {
+      if (!(err instanceof UnavailableError)) {
+        pendingWrites.delete(writeId);
+        throw err;
+      }
+      if (pending.seen !== undefined) {
+        // Stored and delivered, then the call failed (replicas did not confirm in time).
+        pendingWrites.delete(writeId);
+        reportStored(before, pending.seen, actor);
+      } else {
+        pending.inDoubt = true;
+        feedOff ??= store.subscribeAll(observe);
+        forgetOldWrites();
+      }
+      throw err;
+    }
+  }
+
   /** Reports a stored transition: the vote and edit it recorded, and its terminal state. */
   function emitTransition(before: Approval, after: Approval, actor: string): void {
     if (after.votes.length > before.votes.length) {
@@ -151,8 +258,11 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
    * compare-and-set stored the version sees it (and reports it): one audit line, one metric per version.
    */
   async function commit(current: Approval, next: Approval, actor: string): Promise<Approval | undefined> {
-    const stored = await store.compareAndSet(next, current.version);
-    if (stored !== undefined && listeners.length > 0) emitTransition(current, stored, actor);
+    const writeId = randomUUID();
+    const stored = await tracked(writeId, current, actor, () =>
+      store.compareAndSet({ ...next, writeId }, current.version),
+    );
+    if (stored !== undefined) reportStored(current, stored, actor);
     return stored;
   }
 
@@ -169,6 +279,7 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
   ): Promise<Transition> {
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       let current = await read(id);
+      observe(current);
       const now = clock.now();
       if (step !== expireApproval && isOverdue(current, now)) {
         const expired = await commit(current, expireApproval(current, now).approval, "system");
@@ -231,6 +342,8 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
     /** Ends every open watch with UNAVAILABLE (graceful shutdown); new watches are refused the same way. */
     shutdown(): void {
       shuttingDown = true;
+      feedOff?.();
+      feedOff = undefined;
       for (const wakeWatch of openWatches) wakeWatch();
     },
 
@@ -265,18 +378,12 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
         input.idempotencyKey === ""
           ? undefined
           : { key: `${requester}\u0000${input.idempotencyKey}`, fingerprint: createFingerprint(input) };
-      const result = await store.create(approval, idempotency);
-      if (result.created) {
-        emit({ type: "created", approval: result.approval, actor: requester });
-        if (result.approval.state !== "pending") {
-          emit({
-            type: "terminal",
-            approval: result.approval,
-            previous: approval,
-            actor: result.approval.decidedBy,
-          });
-        }
-      }
+      const writeId = randomUUID();
+      const result = await tracked(writeId, undefined, requester, () =>
+        store.create({ ...approval, writeId }, idempotency),
+      );
+      if (result.created) reportStored(undefined, result.approval, requester);
+      else observe(result.approval);
       return result;
     },
 
@@ -285,14 +392,26 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
       return transition(id, vote.approver, (a, now) => applyVote(a, vote, now), "vote");
     },
 
-    /** Cancels a pending approval, as its requester or (`adminOverride`) as an admin. */
-    cancel(id: string, by: string, reason: string, adminOverride = false): Promise<Transition> {
-      return transition(id, by, (a, now) => cancelApproval(a, by, reason, now, adminOverride), "cancel");
+    /** Cancels a pending approval as its requester. */
+    cancel(id: string, by: string, reason: string): Promise<Transition> {
+      return transition(id, by, (a, now) => cancelApproval(a, by, reason, now), "cancel");
     },
 
-    /** An admin's break-glass decision. */
-    resolve(id: string, admin: string, decision: "approve" | "deny", reason: string): Promise<Transition> {
-      return transition(id, admin, (a, now) => resolveApproval(a, admin, decision, reason, now));
+    /** Cancels a pending approval as an admin; the audit's actor is the verified caller. */
+    adminCancel(id: string, admin: AdminCaller, reason: string): Promise<Transition> {
+      const step = (a: Approval, now: number) => cancelApproval(a, admin.name, reason, now, true, admin);
+      return transition(id, verifiedActor(admin), step, "cancel");
+    },
+
+    /** An admin's break-glass decision; the audit's actor is the verified caller. */
+    resolve(
+      id: string,
+      admin: AdminCaller,
+      decision: "approve" | "deny",
+      reason: string,
+    ): Promise<Transition> {
+      const step = (a: Approval, now: number) => resolveApproval(a, admin.name, decision, reason, now, admin);
+      return transition(id, verifiedActor(admin), step);
     },
 
     expire,

@@ -353,3 +353,60 @@ describe("a decision answered UNAVAILABLE and applied later (Redis paused)", () 
     expect(lines.filter((l) => l.type === "vote")).toHaveLength(1);
   });
 });
+
+describe("a Redis that lost its data (FLUSHALL)", () => {
+  let pki: TestPki;
+  let redis: RedisServer;
+  const servers: TestServer[] = [];
+  const start = async () => {
+    const ts = await startTestServer({
+      pki,
+      policy,
+      flags: { deciders: testIdentities.decider, requesters: testIdentities.requester, store: redis.url },
+    });
+    servers.push(ts);
+    return ts;
+  };
+  const readyz = async (ts: TestServer) => {
+    const res = await fetch(`${ts.server.opsUrl}/readyz`);
+    return { status: res.status, body: (await res.json()) as { checks: Record<string, string> } };
+  };
+
+  beforeAll(async () => {
+    pki = createTestPki();
+    redis = await startRedis();
+  });
+
+  afterAll(async () => {
+    for (const ts of servers) await ts.close();
+    await redis?.stop();
+  });
+
+  it("is noticed: not ready with the reason, a metric, writes refused; a restarted replica adopts it", async () => {
+    const ts = await start();
+    expect((await readyz(ts)).status).toBe(200);
+    const requester = ts.clients(pki.requester, "grpc").approvals;
+    await requester.createApproval({ action: "break-glass.before", title: "Before" });
+
+    await redis.client().flushall();
+    const after = await readyz(ts);
+    expect(after.status).toBe(503);
+    expect(after.body.checks.store).toMatch(
+      /^Redis lost the approval store's data: the epoch key countersign:epoch is gone/,
+    );
+    expect((await metrics(ts)).value("countersign_store_data_lost")).toBe(1);
+    const refused = await requester.createApproval({ action: "break-glass.after", title: "After" }).then(
+      () => undefined,
+      (err: unknown) => ConnectError.from(err),
+    );
+    expect(refused?.code).toBe(Code.Unavailable);
+    expect(refused?.rawMessage).toMatch(/lost the approval store's data/);
+
+    // The documented rule: a replica (re)started on the store adopts it as it is now.
+    const restarted = await start();
+    expect((await readyz(restarted)).status).toBe(200);
+    expect((await metrics(restarted)).value("countersign_store_data_lost")).toBe(0);
+    // The replica that saw the loss stays out of service until it is restarted too.
+    expect((await readyz(ts)).status).toBe(503);
+  });
+});

@@ -14,6 +14,8 @@
  * - `p i:changed`: ids by the Redis time of their last change, kept for ten minutes, so the change feed
  *   can catch up after its connection was lost;
  * - `p idem:<key>`: hash `id`, `fp` (fingerprint) of a create's idempotency key;
+ * - `p epoch`: written once by the first server to use the store; a server that finds it gone or changed
+ *   knows Redis lost its data;
  * - channel `p changes`: every stored version, as JSON.
  *
  * Keys are built inside the scripts, so the store runs on one Redis node (with replicas and Sentinel),

@@ -195,6 +195,8 @@ describe("writes answered UNAVAILABLE that the store applied anyway", () => {
       failNextWrite();
       expect(await refusal(ops.vote(approval.id, ballot("U1", "click-1")))).toBeInstanceOf(UnavailableError);
       await applied();
+      // Reported as soon as it is seen stored, before (and whether or not) anyone retries.
+      expect(events.filter((e) => e.type === "terminal").map((e) => e.approval.state)).toEqual(["approved"]);
       const retried = await ops.vote(approval.id, ballot("U1", "click-1"));
       expect(retried).toMatchObject({ changed: false, approval: { state: "approved", version: 2 } });
       expect(events.filter((e) => e.type === "vote")).toHaveLength(1);

@@ -131,7 +131,9 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
    * change feed or a later read. Only this process knows the write id, so it is reported once.
    */
   const pendingWrites = new Map<string, PendingWrite>();
-  let feedOff: Unsubscribe | undefined;
+  /** Every stored version passes by `observe`, also one delivered while its write was still in flight. */
+  let feedOff: Unsubscribe | undefined =
+    listeners.length > 0 ? store.subscribeAll((a) => observe(a)) : undefined;
 
   function reportStored(before: Approval | undefined, stored: Approval, actor: string): void {
     if (listeners.length === 0) return;
@@ -159,21 +161,17 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
     forgetOldWrites();
   }
 
-  /** Forgets in-doubt writes older than `inDoubtMs` (never applied), and stops listening when none is left. */
+  /** Forgets in-doubt writes older than `inDoubtMs`: never applied. */
   function forgetOldWrites(): void {
     const oldest = clock.now() - inDoubtMs;
     for (const [writeId, pending] of pendingWrites) {
       if (pending.inDoubt && pending.since < oldest) pendingWrites.delete(writeId);
     }
-    if (feedOff !== undefined && ![...pendingWrites.values()].some((p) => p.inDoubt)) {
-      feedOff();
-      feedOff = undefined;
-    }
   }
 
   /**
-   * Runs a write of `writeId`; when it fails with UNAVAILABLE, keeps it in doubt and watches the change
-   * feed for it (see `pendingWrites`). The caller reports a write that succeeded.
+   * Runs a write of `writeId`; when it fails with UNAVAILABLE, keeps it in doubt until its stored version
+   * is observed (see `pendingWrites`). The caller reports a write that succeeded.
    */
   async function tracked<T>(
     writeId: string,
@@ -199,7 +197,6 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
         reportStored(before, pending.seen, actor);
       } else {
         pending.inDoubt = true;
-        feedOff ??= store.subscribeAll(observe);
         forgetOldWrites();
       }
       throw err;

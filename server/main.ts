@@ -11,7 +11,7 @@ import { createArchiveWriter } from "./archive/archive-writer.js";
 import { createEchoService } from "./bench/echo-service.js";
 import type { ServeConfig } from "./config/config.js";
 import { type Clock, systemClock } from "./domain/clock.js";
-import { UnavailableError } from "./domain/errors.js";
+import { StoreDataLostError, UnavailableError } from "./domain/errors.js";
 import { createPolicyHolder } from "./policy/policy-holder.js";
 import { createRetention } from "./scheduler/retention.js";
 import { createScheduler } from "./scheduler/scheduler.js";
@@ -269,11 +269,20 @@ export async function startServer(
   });
   const connectPort = await listen(connectServer, config.connectListen.host, config.connectListen.port);
 
+  let dataLossLogged = false;
   // The Slack gateway's "queue not stuck" check joins these when the gateway runs in this process.
   const readiness: Record<string, ReadinessCheck> = {
     policy: async () => (policies.current() === undefined ? "no policy loaded" : undefined),
     store: async () => {
-      await store.ping();
+      try {
+        await store.ping();
+      } catch (err) {
+        if (err instanceof StoreDataLostError && !dataLossLogged) {
+          dataLossLogged = true;
+          logger.error({ err: err.message }, "the approval store lost its data; not ready");
+        }
+        throw err;
+      }
       return undefined;
     },
   };

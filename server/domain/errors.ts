@@ -75,3 +75,11 @@ export class ResourceExhaustedError extends DomainError {
 export class UnavailableError extends DomainError {
   override name = "UnavailableError";
 }
+
+/**
+ * The store answers but lost its data (its epoch marker is gone or changed: a Redis restarted empty or
+ * flushed). Nothing is served from it until an operator restores the data or restarts the replica.
+ */
+export class StoreDataLostError extends UnavailableError {
+  override name = "StoreDataLostError";
+}

@@ -16,6 +16,7 @@ import {
   cancelApproval,
   createFingerprint,
   expireApproval,
+  isOverdue,
   rerequestWindowStart,
   resolveApproval,
   unknownActionPolicyName,
@@ -567,6 +568,54 @@ describe("applyVote", () => {
       applyVote(a, voteInput("U-ALICE", "approve", { editedParams: { ...a.params, service: "db" } }), t0),
     ).toThrow(ValidationError);
   });
+
+  describe("an edit sets earlier approvals aside (two-person rule)", () => {
+    const twoOfTwo = (editsKeepApprovals?: boolean) =>
+      policy({
+        requiredApprovals: 2,
+        denyThreshold: 2,
+        overrides: {
+          keys: ["version"],
+          maxKeys: 1,
+          maxDiffBytes: 64,
+          requestKeys: [],
+          ...(editsKeepApprovals === undefined ? {} : { editsKeepApprovals }),
+        },
+      });
+
+    it("does not approve with params the earlier approver never saw; they must approve again", () => {
+      const a = build(twoOfTwo());
+      const bob = voteInput("U-BOB", "approve", { interactionId: "bob-click" });
+      const approvedByBob = applyVote(a, bob, t0 + minute).approval;
+      const edited = { ...a.params, version: "evil" };
+      const afterEdit = vote(approvedByBob, "U-ALICE", "approve", { editedParams: edited });
+      expect(afterEdit.state).toBe("pending");
+      expect(afterEdit.params).toEqual(edited);
+      expect(afterEdit.votes.map((v) => v.approver)).toEqual(["U-ALICE"]);
+      expect(afterEdit.supersededVotes?.map((v) => v.approver)).toEqual(["U-BOB"]);
+      // A retry of Bob's old click is not a new approval of the edited params.
+      expect(applyVote(afterEdit, bob, t0 + 2 * minute)).toEqual({ approval: afterEdit, changed: false });
+      // Bob, having seen the edit, approves again: now it counts.
+      const final = vote(afterEdit, "U-BOB", "approve", {}, t0 + 3 * minute);
+      expect(final).toMatchObject({ state: "approved", decidedBy: "U-BOB", params: edited });
+    });
+
+    it("keeps denials, and keeps approvals when the policy says edits_keep_approvals", () => {
+      const a = build(twoOfTwo());
+      const denied = vote(a, "U-CAROL", "deny");
+      const edited = vote(denied, "U-ALICE", "approve", { editedParams: { ...a.params, version: "v2" } });
+      expect(edited.votes.map((v) => [v.approver, v.decision])).toEqual([
+        ["U-CAROL", "deny"],
+        ["U-ALICE", "approve"],
+      ]);
+
+      const kept = build(twoOfTwo(true));
+      const byBob = vote(kept, "U-BOB", "approve");
+      const final = vote(byBob, "U-ALICE", "approve", { editedParams: { ...a.params, version: "v2" } });
+      expect(final.state).toBe("approved");
+      expect(final.supersededVotes).toBeUndefined();
+    });
+  });
 });
 
 describe("cancel, resolve and expiry", () => {
@@ -606,6 +655,27 @@ describe("cancel, resolve and expiry", () => {
     const a = vote(build(policy()), "U-ALICE", "approve");
     expect(() => cancelApproval(a, "ci-bot", "", t0)).toThrow(FailedPreconditionError);
     expect(() => resolveApproval(a, "admin", "deny", "x", t0)).toThrow(FailedPreconditionError);
+  });
+
+  it("refuses every decision at or after the deadline, before the expiry is stored", () => {
+    const a = build(policy());
+    expect(isOverdue(a, a.expireTime - 1)).toBe(false);
+    expect(isOverdue(a, a.expireTime)).toBe(true);
+    expect(applyVote(a, voteInput("U-ALICE", "approve"), a.expireTime - 1).approval.state).toBe("approved");
+    const late = [
+      () => applyVote(a, voteInput("U-ALICE", "approve"), a.expireTime),
+      () => applyVote(a, voteInput("U-ALICE", "deny"), a.expireTime + hour),
+      () => cancelApproval(a, "ci-bot", "", a.expireTime),
+      () => resolveApproval(a, "admin", "approve", "break glass", a.expireTime),
+    ];
+    for (const attempt of late) {
+      expect(attempt).toThrow(FailedPreconditionError);
+      expect(attempt).toThrow(`approval ${a.id} expired at ${new Date(a.expireTime).toISOString()}`);
+    }
+    const expired = expireApproval(a, a.expireTime).approval;
+    expect(() => applyVote(expired, voteInput("U-ALICE", "approve"), a.expireTime)).toThrow(
+      /expired at .*nothing done after its deadline counts/,
+    );
   });
 
   it("expires only at or after the deadline, and only pending approvals", () => {

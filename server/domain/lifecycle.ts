@@ -9,6 +9,7 @@ import { applyParamsEdit } from "./governance.js";
 import { canonicalJson, canonicalSha256, sha256Hex } from "./hashing.js";
 import { limits } from "./limits.js";
 import type {
+  AdminCaller,
   Approval,
   ApprovalRules,
   ApprovalState,
@@ -267,6 +268,32 @@ function finish(a: Approval, state: ApprovalState, by: string, reason: string, n
   return { ...a, state, decidedBy: by, reason, decideTime: now };
 }
 
+/**
+ * True for a pending approval whose deadline has passed: it is expired in all but the stored state, and
+ * every path (vote, edit, cancel, resolve, get, watch, list) must finish it as expired first.
+ */
+export function isOverdue(a: Approval, now: number): boolean {
+  return a.state === "pending" && now >= a.expireTime;
+}
+
+/**
+ * Refuses a change to an approval that is finished, or past its deadline (a decision after the deadline
+ * never counts, even before the expiry is stored).
+ * @throws FailedPreconditionError
+ */
+function checkOpen(a: Approval, now: number): void {
+  if (a.state === "expired" || isOverdue(a, now)) {
+    throw new FailedPreconditionError(
+      `approval ${a.id} expired at ${new Date(a.expireTime).toISOString()}; ` +
+        "nothing done after its deadline counts (request it again)",
+    );
+  }
+  if (isTerminal(a.state)) {
+    const by = a.decidedBy === "" ? "" : ` by ${a.decidedBy}`;
+    throw new FailedPreconditionError(`approval ${a.id} is already ${a.state}${by}`);
+  }
+}
+
 /** The result of a transition: the next approval, and whether anything changed. */
 export interface Transition {
   approval: Approval;
@@ -312,15 +339,17 @@ export function validateVote(id: string, vote: VoteInput): void {
  * Applies one vote: distinct approvers, co-sign stages in order, quorum, deny threshold, super-approvers,
  * no self-approval, optional edits under override governance. A vote with an interaction id already
  * recorded, or a second vote by the same person, changes nothing.
- * @throws FailedPreconditionError when the approval is finished or the vote comes at the wrong stage
+ * @throws FailedPreconditionError when the approval is finished, past its deadline, or the vote comes at
+ *   the wrong stage
  * @throws PermissionDeniedError when the approver may not make this decision
  * @throws ValidationError for a missing deny reason or a rejected edit
  */
 export function applyVote(a: Approval, vote: VoteInput, now: number): Transition {
-  if (vote.interactionId !== "" && a.votes.some((v) => v.interactionId === vote.interactionId)) {
+  const known = [...a.votes, ...(a.supersededVotes ?? [])];
+  if (vote.interactionId !== "" && known.some((v) => v.interactionId === vote.interactionId)) {
     return unchanged(a);
   }
-  if (isTerminal(a.state)) throw new FailedPreconditionError(`approval ${a.id} is already ${a.state}`);
+  checkOpen(a, now);
   if (same(vote.approver, a.requester) || same(vote.approver, a.onBehalfOf)) {
     throw new PermissionDeniedError(`${vote.approver} requested this approval and cannot decide it`);
   }
@@ -384,6 +413,7 @@ export function applyVote(a: Approval, vote: VoteInput, now: number): Transition
             paramsSha256: edit.edit.paramsSha256After,
             edits: [...a.edits, edit.edit],
           };
+          if (rules.overrides.editsKeepApprovals !== true) next = setAsideApprovals(next, record);
         }
       }
       const approvals = next.votes.filter((v) => v.decision === "approve").length;
@@ -411,8 +441,24 @@ export function applyVote(a: Approval, vote: VoteInput, now: number): Transition
 }
 
 /**
- * Cancels a pending approval, by its requester or (`adminOverride`) by an admin.
- * @throws FailedPreconditionError when it is already finished
+ * After an edit of params: the approvals given before it (other than the editor's own) no longer count,
+ * since they approved other params. They move to `supersededVotes`, and their approvers may vote again.
+ * Denials and co-sign acknowledgements stay.
+ */
+function setAsideApprovals(a: Approval, editorVote: Vote): Approval {
+  const stale = a.votes.filter((v) => v !== editorVote && v.decision === "approve");
+  if (stale.length === 0) return a;
+  return {
+    ...a,
+    votes: a.votes.filter((v) => !stale.includes(v)),
+    supersededVotes: [...(a.supersededVotes ?? []), ...stale],
+  };
+}
+
+/**
+ * Cancels a pending approval, by its requester or (`adminOverride`) by an admin, whose verified
+ * credentials (`adminCaller`) are recorded with it.
+ * @throws FailedPreconditionError when it is already finished or past its deadline
  */
 export function cancelApproval(
   a: Approval,
@@ -420,14 +466,17 @@ export function cancelApproval(
   reason: string,
   now: number,
   adminOverride = false,
+  adminCaller?: AdminCaller,
 ): Transition {
-  if (isTerminal(a.state)) throw new FailedPreconditionError(`approval ${a.id} is already ${a.state}`);
-  return { approval: { ...finish(a, "cancelled", by, reason, now), adminOverride }, changed: true };
+  checkOpen(a, now);
+  const approval: Approval = { ...finish(a, "cancelled", by, reason, now), adminOverride };
+  return { approval: adminCaller === undefined ? approval : { ...approval, adminCaller }, changed: true };
 }
 
 /**
- * An admin's break-glass decision on a pending approval (the service requires the reason).
- * @throws FailedPreconditionError when it is already finished
+ * An admin's break-glass decision on a pending approval (the service requires the reason), recorded with
+ * the admin's verified credentials (`adminCaller`).
+ * @throws FailedPreconditionError when it is already finished or past its deadline
  */
 export function resolveApproval(
   a: Approval,
@@ -435,15 +484,17 @@ export function resolveApproval(
   decision: "approve" | "deny",
   reason: string,
   now: number,
+  adminCaller?: AdminCaller,
 ): Transition {
-  if (isTerminal(a.state)) throw new FailedPreconditionError(`approval ${a.id} is already ${a.state}`);
+  checkOpen(a, now);
   const state = decision === "approve" ? "approved" : "denied";
-  return { approval: { ...finish(a, state, admin, reason, now), adminOverride: true }, changed: true };
+  const approval: Approval = { ...finish(a, state, admin, reason, now), adminOverride: true };
+  return { approval: adminCaller === undefined ? approval : { ...approval, adminCaller }, changed: true };
 }
 
 /** Expires a pending approval whose deadline has passed; anything else is unchanged. */
 export function expireApproval(a: Approval, now: number): Transition {
-  if (isTerminal(a.state) || now < a.expireTime) return unchanged(a);
+  if (!isOverdue(a, now)) return unchanged(a);
   return { approval: finish(a, "expired", "system", "no decision before the deadline", now), changed: true };
 }
 

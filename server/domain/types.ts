@@ -88,6 +88,12 @@ export interface OverrideRules {
   schema?: JsonObject;
   /** Policy settings a requester may override per request. */
   requestKeys: ("timeout" | "channel")[];
+  /**
+   * An applied edit keeps the approvals given before it (`overrides.edits_keep_approvals`). Off (and
+   * absent from rules stored before it existed): an edit sets earlier approvals aside, since they
+   * approved other params.
+   */
+  editsKeepApprovals?: boolean;
 }
 
 /** Re-request rules. */
@@ -161,6 +167,19 @@ export interface StageProgress {
   acknowledgedBy: string[];
 }
 
+/**
+ * The verified credentials of an admin call: `name` is what the caller says (recorded as `decidedBy`),
+ * the others are what the server checked.
+ */
+export interface AdminCaller {
+  /** The self-asserted admin name (`admin` of the request, else the token holder). */
+  name: string;
+  /** Identity of the client certificate the call came with; empty without one (development mode). */
+  certificate: string;
+  /** Holder of the admin token the call presented. */
+  tokenHolder: string;
+}
+
 /** A request for human approval and everything that happened to it. */
 export interface Approval {
   id: string;
@@ -176,7 +195,14 @@ export interface Approval {
   policySha256: string;
   rules: ApprovalRules;
   state: ApprovalState;
+  /** The votes that count. */
   votes: Vote[];
+  /**
+   * Approvals set aside by a later edit of params (they approved other params): kept for the record,
+   * never counted; their approvers may vote again on the edited params. Absent on approvals stored
+   * before this existed.
+   */
+  supersededVotes?: Vote[];
   stages: StageProgress[];
   edits: ParamsEdit[];
   createTime: number;
@@ -191,4 +217,11 @@ export interface Approval {
   overrides: { timeoutMs?: number; channel?: string };
   /** Incremented on every stored change. */
   version: number;
+  /** Who made an admin override, as verified by the server (not the self-asserted `decidedBy`). */
+  adminCaller?: AdminCaller;
+  /**
+   * Random id of the write that stored this version, set by the writer: lets it recognise its own write
+   * when the store applied it after the call had failed (a timeout). Absent on older versions.
+   */
+  writeId?: string;
 }

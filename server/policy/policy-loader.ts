@@ -564,6 +564,7 @@ function compileDocument(doc: PolicyFileDocument, sha256: string): PolicySet {
         maxKeys: p.overrides?.max_keys ?? overrideKeys.length,
         maxDiffBytes: p.overrides?.max_diff_bytes ?? defaultMaxDiffBytes,
         requestKeys: [...(p.overrides?.request_keys ?? [])],
+        ...(p.overrides?.edits_keep_approvals === true ? { editsKeepApprovals: true } : {}),
       },
       rerequest: {
         allowed: p.rerequest?.allowed ?? false,

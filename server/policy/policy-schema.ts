@@ -111,6 +111,11 @@ export const policyFileSchema = {
           items: { enum: ["timeout", "channel"] },
           uniqueItems: true,
         },
+        edits_keep_approvals: {
+          description:
+            "An applied edit keeps the approvals given before it (default false: they must be given again).",
+          type: "boolean",
+        },
       },
     },
     rerequest: {
@@ -197,6 +202,7 @@ export interface PolicyFilePolicy {
     max_diff_bytes?: number;
     schema?: { [key: string]: unknown };
     request_keys?: ("timeout" | "channel")[];
+    edits_keep_approvals?: boolean;
   };
   rerequest?: { allowed?: boolean; cooldown?: string; max_per_day?: number };
 }

@@ -7,12 +7,12 @@ import { Decision } from "../../gen/countersign/v1/approval_pb.js";
 import type { Clock } from "../domain/clock.js";
 import { FailedPreconditionError, ValidationError } from "../domain/errors.js";
 import { limits } from "../domain/limits.js";
-import type { ApprovalState } from "../domain/types.js";
+import type { AdminCaller, ApprovalState } from "../domain/types.js";
 import { checkAction, checkId, Violations } from "../domain/validation.js";
 import { PolicyLoadError, parsePolicyDocument } from "../policy/policy-loader.js";
 import type { ApprovalStore } from "../store/approval-store.js";
 import type { ApprovalOperations } from "./approval-operations.js";
-import { adminKey } from "./caller.js";
+import { adminKey, callerKey } from "./caller.js";
 import { approvalToMessage, optionalMs, stateFromMessage, stateToMessage } from "./convert.js";
 import { handle } from "./errors.js";
 
@@ -46,8 +46,17 @@ const defaultPageSize = 50;
 const maxPageSize = 500;
 const states: ApprovalState[] = ["pending", "approved", "denied", "expired", "cancelled"];
 
-function admin(ctx: HandlerContext, requested: string): string {
-  return requested !== "" ? requested : (ctx.values.get(adminKey) ?? "admin");
+/**
+ * The admin of a call: the name it asserts (`admin` of the request, else the token holder), with the
+ * certificate identity and token holder the transport verified.
+ */
+function admin(ctx: HandlerContext, requested: string): AdminCaller {
+  const tokenHolder = ctx.values.get(adminKey) ?? "admin";
+  return {
+    name: requested !== "" ? requested : tokenHolder,
+    certificate: ctx.values.get(callerKey)?.identity ?? "",
+    tokenHolder,
+  };
 }
 
 /**
@@ -69,7 +78,7 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
         const state = stateFromMessage(req.state, "state");
         const createdAfter = optionalMs(req.createTimeAfter);
         const createdBefore = optionalMs(req.createTimeBefore);
-        const page = await store.list({
+        const page = await operations.list({
           pageSize: req.pageSize === 0 ? defaultPageSize : req.pageSize,
           ...(state === undefined ? {} : { state }),
           ...(req.action === "" ? {} : { action: req.action }),
@@ -110,7 +119,7 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
         v.text("reason", req.reason, limits.reasonLength, true);
         v.text("admin", req.admin, limits.identityLength);
         v.throwIfAny();
-        const t = await operations.cancel(req.id, admin(ctx, req.admin), req.reason, true);
+        const t = await operations.adminCancel(req.id, admin(ctx, req.admin), req.reason);
         return { approval: approvalToMessage(t.approval) };
       }),
 

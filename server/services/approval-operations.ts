@@ -1,4 +1,4 @@
-import { getRandomValues } from "node:crypto";
+import { getRandomValues, randomUUID } from "node:crypto";
 import { monotonicFactory } from "ulid";
 import type { Clock } from "../domain/clock.js";
 import {
@@ -15,15 +15,22 @@ import {
   cancelApproval,
   createFingerprint,
   expireApproval,
+  isOverdue,
   rerequestWindowStart,
   resolveApproval,
   type Transition,
   type VoteInput,
   validateCreate,
 } from "../domain/lifecycle.js";
-import { type Approval, isTerminal, type PolicySet } from "../domain/types.js";
+import { type AdminCaller, type Approval, isTerminal, type PolicySet } from "../domain/types.js";
 import { resolvePolicy } from "../policy/policy-match.js";
-import type { ApprovalStore, CreateResult } from "../store/approval-store.js";
+import type {
+  ApprovalPage,
+  ApprovalQuery,
+  ApprovalStore,
+  CreateResult,
+  Unsubscribe,
+} from "../store/approval-store.js";
 import type { ApprovalEvent, ApprovalEventListener } from "./approval-events.js";
 
 /** Where the policy set in force comes from. */
@@ -42,6 +49,25 @@ export interface ApprovalOperationsOptions {
   maxAttempts?: number;
   /** Receive every approval event (audit, metrics, tracing). */
   listeners?: ApprovalEventListener[];
+}
+
+/** How long a write that failed with UNAVAILABLE is watched for, in case the store applied it later. */
+const inDoubtMs = 10 * 60_000;
+
+/** A write in flight, or failed with UNAVAILABLE and perhaps applied later (`inDoubt`). */
+interface PendingWrite {
+  /** The version it was made over; undefined for a create. */
+  before: Approval | undefined;
+  actor: string;
+  since: number;
+  inDoubt: boolean;
+  /** Its stored version, when delivered while the call was still in flight. */
+  seen?: Approval;
+}
+
+/** The audit actor of an admin call: its certificate identity, else the admin token's holder. */
+function verifiedActor(admin: AdminCaller): string {
+  return admin.certificate !== "" ? admin.certificate : `admin-token:${admin.tokenHolder}`;
 }
 
 /** One message of a watch: a snapshot, or a heartbeat repeating the last snapshot. */
@@ -98,6 +124,85 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
     for (const listener of listeners) listener(event);
   }
 
+  /**
+   * Writes of this process whose outcome is not known yet, by write id. A write that failed with
+   * UNAVAILABLE (a timeout) may still have been applied (the command had reached the store): it stays
+   * here "in doubt", and is reported (audit, metrics) when its stored version is observed, through the
+   * change feed or a later read. Only this process knows the write id, so it is reported once.
+   */
+  const pendingWrites = new Map<string, PendingWrite>();
+  /** Every stored version passes by `observe`, also one delivered while its write was still in flight. */
+  let feedOff: Unsubscribe | undefined =
+    listeners.length > 0 ? store.subscribeAll((a) => observe(a)) : undefined;
+
+  function reportStored(before: Approval | undefined, stored: Approval, actor: string): void {
+    if (listeners.length === 0) return;
+    if (before !== undefined) {
+      emitTransition(before, stored, actor);
+      return;
+    }
+    emit({ type: "created", approval: stored, actor });
+    if (stored.state !== "pending")
+      emit({ type: "terminal", approval: stored, previous: stored, actor: stored.decidedBy });
+  }
+
+  /** Reports an in-doubt write whose stored version this is (seen on the change feed or read). */
+  function observe(approval: Approval): void {
+    const writeId = approval.writeId;
+    if (writeId === undefined || pendingWrites.size === 0) return;
+    const pending = pendingWrites.get(writeId);
+    if (pending === undefined) return;
+    if (!pending.inDoubt) {
+      pending.seen = approval;
+      return;
+    }
+    pendingWrites.delete(writeId);
+    reportStored(pending.before, approval, pending.actor);
+    forgetOldWrites();
+  }
+
+  /** Forgets in-doubt writes older than `inDoubtMs`: never applied. */
+  function forgetOldWrites(): void {
+    const oldest = clock.now() - inDoubtMs;
+    for (const [writeId, pending] of pendingWrites) {
+      if (pending.inDoubt && pending.since < oldest) pendingWrites.delete(writeId);
+    }
+  }
+
+  /**
+   * Runs a write of `writeId`; when it fails with UNAVAILABLE, keeps it in doubt until its stored version
+   * is observed (see `pendingWrites`). The caller reports a write that succeeded.
+   */
+  async function tracked<T>(
+    writeId: string,
+    before: Approval | undefined,
+    actor: string,
+    write: () => Promise<T>,
+  ): Promise<T> {
+    if (listeners.length === 0) return write();
+    const pending: PendingWrite = { before, actor, since: clock.now(), inDoubt: false };
+    pendingWrites.set(writeId, pending);
+    try {
+      const result = await write();
+      pendingWrites.delete(writeId);
+      return result;
+    } catch (err) {
+      if (!(err instanceof UnavailableError)) {
+        pendingWrites.delete(writeId);
+        throw err;
+      }
+      if (pending.seen !== undefined) {
+        // Stored and delivered, then the call failed (replicas did not confirm in time).
+        pendingWrites.delete(writeId);
+        reportStored(before, pending.seen, actor);
+      } else {
+        pending.inDoubt = true;
+        forgetOldWrites();
+      }
+      throw err;
+    }
+  }
+
   /** Reports a stored transition: the vote and edit it recorded, and its terminal state. */
   function emitTransition(before: Approval, after: Approval, actor: string): void {
     if (after.votes.length > before.votes.length) {
@@ -138,44 +243,104 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
     return loaded.policySet;
   }
 
-  async function get(id: string): Promise<Approval> {
+  /** The stored approval as it is, or NotFoundError. */
+  async function read(id: string): Promise<Approval> {
     const approval = await store.get(id);
     if (approval === undefined) throw new NotFoundError(`approval ${id} does not exist`);
     return approval;
   }
 
+  /**
+   * Stores `next` over `current` if nobody wrote in between, and reports it. Only the one caller whose
+   * compare-and-set stored the version sees it (and reports it): one audit line, one metric per version.
+   */
+  async function commit(current: Approval, next: Approval, actor: string): Promise<Approval | undefined> {
+    const writeId = randomUUID();
+    const stored = await tracked(writeId, current, actor, () =>
+      store.compareAndSet({ ...next, writeId }, current.version),
+    );
+    if (stored !== undefined) reportStored(current, stored, actor);
+    return stored;
+  }
+
+  /**
+   * Runs a transition: read, expire first if the deadline has passed (so `step` sees an expired
+   * approval and refuses), apply `step`, compare-and-set; again from the read when another write came
+   * first. `changed` says whether this call stored `step`'s change.
+   */
   async function transition(
     id: string,
     actor: string,
-    step: (current: Approval) => Transition,
+    step: (current: Approval, now: number) => Transition,
     operation?: "vote" | "cancel",
   ): Promise<Transition> {
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      const current = await get(id);
+      let current = await read(id);
+      observe(current);
+      const now = clock.now();
+      if (step !== expireApproval && isOverdue(current, now)) {
+        const expired = await commit(current, expireApproval(current, now).approval, "system");
+        if (expired === undefined) continue;
+        current = expired;
+      }
       let next: Transition;
       try {
-        next = step(current);
+        next = step(current, now);
       } catch (err) {
         if (operation === undefined) throw err;
         refused(err, current, actor, operation);
       }
       if (!next.changed) return next;
-      const stored = await store.compareAndSet(next.approval, current.version);
-      if (stored !== undefined) {
-        if (listeners.length > 0) emitTransition(current, stored, actor);
-        return { approval: stored, changed: true };
-      }
+      const stored = await commit(current, next.approval, actor);
+      if (stored !== undefined) return { approval: stored, changed: true };
     }
     throw new UnavailableError(`approval ${id} is under heavy contention; retry`);
   }
 
+  /**
+   * Expires an approval if its deadline has passed (see `isOverdue`). `changed` only for the caller
+   * whose compare-and-set stored the expiry, however many replicas and paths try at once.
+   */
+  function expire(id: string): Promise<Transition> {
+    return transition(id, "system", expireApproval);
+  }
+
+  /**
+   * The approval as everyone must see it: one past its deadline is expired first, so a read never shows
+   * a pending approval that can no longer be decided.
+   */
+  async function settle(approval: Approval): Promise<Approval> {
+    if (!isOverdue(approval, clock.now())) return approval;
+    return (await expire(approval.id)).approval;
+  }
+
+  async function get(id: string): Promise<Approval> {
+    return settle(await read(id));
+  }
+
+  /** Approvals matching the query, newest first, each settled; a page filtered by state keeps only matches. */
+  async function list(query: ApprovalQuery): Promise<ApprovalPage> {
+    const page = await store.list(query);
+    if (!page.approvals.some((a) => isOverdue(a, clock.now()))) return page;
+    const approvals = await Promise.all(page.approvals.map(settle));
+    return {
+      approvals: approvals.filter((a) => query.state === undefined || a.state === query.state),
+      nextPageToken: page.nextPageToken,
+    };
+  }
+
   return {
-    /** The approval, or NotFoundError. */
+    /** The approval (settled: see `settle`), or NotFoundError. */
     get,
+
+    /** A page of approvals (settled: see `settle`). */
+    list,
 
     /** Ends every open watch with UNAVAILABLE (graceful shutdown); new watches are refused the same way. */
     shutdown(): void {
       shuttingDown = true;
+      feedOff?.();
+      feedOff = undefined;
       for (const wakeWatch of openWatches) wakeWatch();
     },
 
@@ -193,6 +358,7 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
       if (input.rerequestOf !== "") {
         previous = await store.get(input.rerequestOf);
         if (previous !== undefined) {
+          previous = await settle(previous);
           lineageCountLastDay = await store.countLineage(previous.lineageId, rerequestWindowStart(now));
         }
       }
@@ -209,40 +375,43 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
         input.idempotencyKey === ""
           ? undefined
           : { key: `${requester}\u0000${input.idempotencyKey}`, fingerprint: createFingerprint(input) };
-      const result = await store.create(approval, idempotency);
-      if (result.created) {
-        emit({ type: "created", approval: result.approval, actor: requester });
-        if (result.approval.state !== "pending") {
-          emit({
-            type: "terminal",
-            approval: result.approval,
-            previous: approval,
-            actor: result.approval.decidedBy,
-          });
-        }
-      }
+      const writeId = randomUUID();
+      const result = await tracked(writeId, undefined, requester, () =>
+        store.create({ ...approval, writeId }, idempotency),
+      );
+      if (result.created) reportStored(undefined, result.approval, requester);
+      else observe(result.approval);
       return result;
     },
 
     /** Records a vote (see `applyVote`). */
     vote(id: string, vote: VoteInput): Promise<Transition> {
-      return transition(id, vote.approver, (a) => applyVote(a, vote, clock.now()), "vote");
+      return transition(id, vote.approver, (a, now) => applyVote(a, vote, now), "vote");
     },
 
-    /** Cancels a pending approval, as its requester or (`adminOverride`) as an admin. */
-    cancel(id: string, by: string, reason: string, adminOverride = false): Promise<Transition> {
-      return transition(id, by, (a) => cancelApproval(a, by, reason, clock.now(), adminOverride), "cancel");
+    /** Cancels a pending approval as its requester. */
+    cancel(id: string, by: string, reason: string): Promise<Transition> {
+      return transition(id, by, (a, now) => cancelApproval(a, by, reason, now), "cancel");
     },
 
-    /** An admin's break-glass decision. */
-    resolve(id: string, admin: string, decision: "approve" | "deny", reason: string): Promise<Transition> {
-      return transition(id, admin, (a) => resolveApproval(a, admin, decision, reason, clock.now()));
+    /** Cancels a pending approval as an admin; the audit's actor is the verified caller. */
+    adminCancel(id: string, admin: AdminCaller, reason: string): Promise<Transition> {
+      const step = (a: Approval, now: number) => cancelApproval(a, admin.name, reason, now, true, admin);
+      return transition(id, verifiedActor(admin), step, "cancel");
     },
 
-    /** Expires an approval if its deadline has passed. */
-    expire(id: string): Promise<Transition> {
-      return transition(id, "system", (a) => expireApproval(a, clock.now()));
+    /** An admin's break-glass decision; the audit's actor is the verified caller. */
+    resolve(
+      id: string,
+      admin: AdminCaller,
+      decision: "approve" | "deny",
+      reason: string,
+    ): Promise<Transition> {
+      const step = (a: Approval, now: number) => resolveApproval(a, admin.name, decision, reason, now, admin);
+      return transition(id, verifiedActor(admin), step);
     },
+
+    expire,
 
     /**
      * Streams the approval: the current snapshot first, then every stored change, a heartbeat after
@@ -273,12 +442,23 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
         yield { approval: last, heartbeat: false };
         while (!isTerminal(last.state) && !opts.signal.aborted) {
           stopping();
+          if (queue.length === 0 && isOverdue(last, clock.now())) {
+            // The expiry is stored (here or by whoever came first) and arrives through the subscription.
+            const settled = await settle(last);
+            if (settled.version > last.version && !queue.some((a) => a.version >= settled.version))
+              queue.push(settled);
+          }
           if (queue.length === 0) {
+            // Wake at the deadline, so the stream never repeats a pending snapshot after it.
+            const untilDeadline = Math.max(1, last.expireTime - clock.now());
             const changed = await new Promise<boolean>((resolve) => {
-              const timer = setTimeout(() => {
-                wake = undefined;
-                resolve(false);
-              }, opts.heartbeatMs);
+              const timer = setTimeout(
+                () => {
+                  wake = undefined;
+                  resolve(false);
+                },
+                Math.min(opts.heartbeatMs, untilDeadline),
+              );
               wake = () => {
                 clearTimeout(timer);
                 wake = undefined;
@@ -288,7 +468,7 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
             if (opts.signal.aborted) return;
             stopping();
             if (!changed) {
-              yield { approval: last, heartbeat: true };
+              if (!isOverdue(last, clock.now())) yield { approval: last, heartbeat: true };
               continue;
             }
           }
@@ -340,13 +520,13 @@ export function createApprovalOperations(options: ApprovalOperationsOptions) {
         let pageToken = "";
         do {
           check();
-          const page = await store.list({ state: "pending", pageSize: 500, pageToken });
+          const page = await list({ state: "pending", pageSize: 500, pageToken });
           for (const approval of page.approvals) yield { type: "approval", approval };
           pageToken = page.nextPageToken;
         } while (pageToken !== "" && !opts.signal.aborted);
         for (const id of opts.ids ?? []) {
           const approval = await store.get(id);
-          if (approval !== undefined) yield { type: "approval", approval };
+          if (approval !== undefined) yield { type: "approval", approval: await settle(approval) };
         }
         yield { type: "snapshot_complete" };
         while (!opts.signal.aborted) {

@@ -257,6 +257,19 @@ export function describeApprovalStoreContract(
         expect(stored?.version).toBe(2);
         expect(stored?.decidedBy).toBe(winners[0]?.decidedBy);
       });
+
+      it("lets exactly one of many identical concurrent writers win (same content, same millisecond)", async () => {
+        const { approval } = await store.create(make());
+        const published: Approval[] = [];
+        store.subscribe(approval.id, (a) => published.push(a));
+        const next = decided(approval, "approved", "admin");
+        const results = await Promise.all(
+          Array.from({ length: 24 }, () => store.compareAndSet({ ...next }, 1)),
+        );
+        expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+        expect((await store.get(approval.id))?.version).toBe(2);
+        expect(published.filter((a) => a.version === 2)).toHaveLength(1);
+      });
     });
 
     describe("list", () => {

@@ -1,5 +1,6 @@
+import { randomUUID } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
-import { ConflictError, UnavailableError, ValidationError } from "../domain/errors.js";
+import { ConflictError, StoreDataLostError, UnavailableError, ValidationError } from "../domain/errors.js";
 import type { Approval, ApprovalState } from "../domain/types.js";
 import type {
   ApprovalPage,
@@ -83,9 +84,43 @@ export function createRedisApprovalStore(options: RedisApprovalStoreOptions): Ap
   let lostAt: number | undefined;
   let subscribed = false;
   let catchUpTimer: NodeJS.Timeout | undefined;
+  /** This replica's view of the store's epoch (`p epoch`), read or written at the first ping. */
+  let epoch: string | undefined;
+  /** Set for good once the epoch was found gone or changed: the data this replica served is lost. */
+  let dataLost: StoreDataLostError | undefined;
+
+  /**
+   * Adopts the store's epoch at the first ping (writing one if there is none: a new store), then checks
+   * at every ping that it is still there, so a Redis that restarted empty or was flushed is noticed.
+   * @throws StoreDataLostError once the epoch is gone or different
+   */
+  async function checkEpoch(): Promise<void> {
+    if (dataLost !== undefined) throw dataLost;
+    const key = `${prefix}epoch`;
+    let current: string | null;
+    try {
+      if (epoch === undefined) {
+        await redis.set(key, `${new Date().toISOString()} ${randomUUID()}`, "NX");
+        epoch = (await redis.get(key)) ?? undefined;
+        return;
+      }
+      current = await redis.get(key);
+    } catch (err) {
+      throw toStoreError(err);
+    }
+    if (current === epoch) return;
+    dataLost = new StoreDataLostError(
+      `Redis lost the approval store's data: the epoch key ${key} is ${
+        current === null ? "gone" : `now "${current}" (was "${epoch}")`
+      } (restarted empty, flushed, or another Redis); this replica serves nothing until restarted ` +
+        "after the data is restored (runbook: Store wiped)",
+    );
+    throw dataLost;
+  }
 
   /** Runs a script by SHA, sending its body only when Redis does not know it yet. */
   async function run(script: LuaScript, args: (string | number)[], keys: string[] = []): Promise<unknown> {
+    if (dataLost !== undefined) throw dataLost;
     await options.connections.whenReady();
     try {
       try {
@@ -105,6 +140,7 @@ export function createRedisApprovalStore(options: RedisApprovalStoreOptions): Ap
    *   a retry is idempotent)
    */
   async function write(script: LuaScript, args: (string | number)[]): Promise<unknown> {
+    if (dataLost !== undefined) throw dataLost;
     if (settings.waitReplicas === 0) return run(script, args);
     const send = async (body: boolean) => {
       let pipeline: ChainableCommander = redis.pipeline();
@@ -311,6 +347,7 @@ export function createRedisApprovalStore(options: RedisApprovalStoreOptions): Ap
         stored.state,
         stored.expireTime,
         stored.decideTime,
+        randomUUID(),
       ]);
       return confirmed(reply, (result) => {
         if (Number(result) === 0) return undefined;
@@ -443,6 +480,7 @@ export function createRedisApprovalStore(options: RedisApprovalStoreOptions): Ap
       } catch (err) {
         throw toStoreError(err);
       }
+      await checkEpoch();
       // Without the change feed, watchers would not hear of changes made by other replicas.
       if (!feedLive) {
         await new Promise<void>((resolve, reject) => {

@@ -5,7 +5,8 @@
  * Layout under the key prefix `p` (ARGV[1] of every script):
  * - `p a:<id>`: hash of one approval: `j` (the approval as JSON, stored whole), `v` version, `s` state,
  *   `act` action, `req` requester, `ct` create time, `et` expire time, `dt` decide time, `lin` lineage
- *   id, `ik` idempotency key, `imp` set when it was re-imported from an archive.
+ *   id, `ik` idempotency key, `imp` set when it was re-imported from an archive, `w` the write id of the
+ *   last compare-and-set.
  * - sorted sets of ids scored by create time: `p i:all`, `p i:state:<state>`, `p i:action:<action>`,
  *   `p i:req:<requester>`, `p i:lin:<lineage id>`;
  * - `p i:expiry`: pending approvals by expire time; `p i:retain`: terminal approvals by the time their
@@ -13,6 +14,8 @@
  * - `p i:changed`: ids by the Redis time of their last change, kept for ten minutes, so the change feed
  *   can catch up after its connection was lost;
  * - `p idem:<key>`: hash `id`, `fp` (fingerprint) of a create's idempotency key;
+ * - `p epoch`: written once by the first server to use the store; a server that finds it gone or changed
+ *   knows Redis lost its data;
  * - channel `p changes`: every stored version, as JSON.
  *
  * Keys are built inside the scripts, so the store runs on one Redis node (with replicas and Sentinel),
@@ -96,22 +99,26 @@ return {'created'}
 
 /**
  * Compare-and-set. ARGV: p, id, expected version, json of the next version, state, expire time,
- * decide time. Returns 1 when stored, 2 when exactly this write is already stored (a retry after a lost
- * reply), 0 when another write came first or the approval does not exist.
+ * decide time, write id (unique per call). Returns 1 when stored, 2 when this very call's write is
+ * already stored (the client resent it after a lost reply), 0 when another write came first or the
+ * approval does not exist. The write id, not the JSON, identifies a resend: two callers that computed
+ * the same next version (identical admin resolves in one millisecond) are two writes, and only the
+ * first wins.
  */
 export const compareAndSetScript = script(
   "compareAndSet",
   `
-local id, expected, json, s, et, dt = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local id, expected, json, s, et, dt, w =
+  ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local rec = p .. 'a:' .. id
 local cur = redis.call('HMGET', rec, 'v', 's', 'ct')
 if not cur[1] then return 0 end
 local v = tonumber(cur[1])
 if v ~= expected then
-  if v == expected + 1 and redis.call('HGET', rec, 'j') == json then return 2 end
+  if v == expected + 1 and redis.call('HGET', rec, 'w') == w then return 2 end
   return 0
 end
-redis.call('HSET', rec, 'j', json, 'v', v + 1, 's', s, 'et', et, 'dt', dt)
+redis.call('HSET', rec, 'j', json, 'v', v + 1, 's', s, 'et', et, 'dt', dt, 'w', w)
 -- A changed version is no longer the one in the archive.
 redis.call('HDEL', rec, 'imp')
 if cur[2] ~= s then

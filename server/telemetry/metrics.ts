@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { type Clock, systemClock } from "../domain/clock.js";
-import type { FieldViolation } from "../domain/errors.js";
+import { type FieldViolation, StoreDataLostError } from "../domain/errors.js";
 import { unknownActionPolicyName } from "../domain/lifecycle.js";
 import type { Approval } from "../domain/types.js";
 import type { PolicyReloadEvent } from "../policy/policy-holder.js";
@@ -222,6 +222,11 @@ export function createMetrics(options: MetricsOptions = {}) {
     help: "1 when the approval store (Redis) answered within 2 s at the last scrape, else 0.",
     registers,
   });
+  const storeDataLost = new Gauge({
+    name: "countersign_store_data_lost",
+    help: "1 once the approval store (Redis) was found to have lost its data (its epoch key gone), else 0.",
+    registers,
+  });
   const pending = new Gauge({
     name: "countersign_approvals_pending",
     help: "Pending approvals, by action (read from the store at each scrape: the same on every replica).",
@@ -244,6 +249,7 @@ export function createMetrics(options: MetricsOptions = {}) {
     if (store === undefined) return;
     const s = await readStore(store, clock.now(), maxPendingScan, maxActions);
     storeUp.set(s.up ? 1 : 0);
+    storeDataLost.set(!s.up && s.dataLost ? 1 : 0);
     pending.reset();
     oldestPending.reset();
     overdue.reset();
@@ -361,7 +367,7 @@ export function createMetrics(options: MetricsOptions = {}) {
 export type Metrics = ReturnType<typeof createMetrics>;
 
 type StoreSnapshot =
-  | { up: false }
+  | { up: false; dataLost: boolean }
   | { up: true; pending: Map<string, number>; oldestPendingAgeSeconds: number; overdue: number };
 
 /** How long past its deadline a pending approval counts as overdue. */
@@ -406,8 +412,8 @@ async function readStore(
       oldestPendingAgeSeconds: oldest === undefined ? 0 : Math.max(0, now - oldest.createTime) / 1000,
       overdue: overdue.length,
     };
-  } catch {
-    return { up: false };
+  } catch (err) {
+    return { up: false, dataLost: err instanceof StoreDataLostError };
   } finally {
     clearTimeout(timer);
   }

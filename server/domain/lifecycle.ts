@@ -260,8 +260,14 @@ function same(a: string, b: string): boolean {
   return a !== "" && a.toLowerCase() === b.toLowerCase();
 }
 
-function isMember(people: People, person: string, groups: readonly string[]): boolean {
-  return people.users.some((u) => same(u, person)) || people.groups.some((g) => groups.includes(g));
+/** True when `person` is one of `identities`. */
+function isAny(identities: readonly string[], person: string): boolean {
+  return identities.some((i) => same(i, person));
+}
+
+/** True when any of `who` (one person's identities) is listed in `people`, or one of `groups` is. */
+function isMember(people: People, who: readonly string[], groups: readonly string[]): boolean {
+  return people.users.some((u) => isAny(who, u)) || people.groups.some((g) => groups.includes(g));
 }
 
 function finish(a: Approval, state: ApprovalState, by: string, reason: string, now: number): Approval {
@@ -306,6 +312,11 @@ const unchanged = (approval: Approval): Transition => ({ approval, changed: fals
 export interface VoteInput {
   approver: string;
   approverGroups: readonly string[];
+  /**
+   * Other identities of the same person, as the decider resolved them (a Slack user's e-mail address):
+   * every rule that compares people (self-approval, distinct approvers, membership) compares them all.
+   */
+  approverAliases?: readonly string[];
   decision: Decision;
   reason: string;
   interactionId: string;
@@ -328,6 +339,10 @@ export function validateVote(id: string, vote: VoteInput): void {
       "approver_groups",
       `has ${vote.approverGroups.length} groups; the limit is ${limits.approverGroups}`,
     );
+  const aliases = vote.approverAliases ?? [];
+  if (aliases.length > limits.approverAliases)
+    v.add("approver_aliases", `has ${aliases.length} identities; the limit is ${limits.approverAliases}`);
+  else aliases.forEach((alias, i) => v.text(`approver_aliases[${i}]`, alias, limits.identityLength, true));
   if (vote.editedParams !== undefined) {
     if (vote.decision !== "approve") v.add("edited_params", "is only allowed with DECISION_APPROVE");
     checkParams(v, "edited_params", vote.editedParams);
@@ -350,14 +365,17 @@ export function applyVote(a: Approval, vote: VoteInput, now: number): Transition
     return unchanged(a);
   }
   checkOpen(a, now);
-  if (same(vote.approver, a.requester) || same(vote.approver, a.onBehalfOf)) {
-    throw new PermissionDeniedError(`${vote.approver} requested this approval and cannot decide it`);
+  const who = [vote.approver, ...(vote.approverAliases ?? [])];
+  const requester = who.find((i) => same(i, a.requester) || same(i, a.onBehalfOf));
+  if (requester !== undefined) {
+    const as = requester === vote.approver ? "" : ` (as ${requester})`;
+    throw new PermissionDeniedError(`${vote.approver} requested this approval${as} and cannot decide it`);
   }
-  if (a.votes.some((v) => same(v.approver, vote.approver))) return unchanged(a);
+  if (a.votes.some((v) => [v.approver, ...(v.approverAliases ?? [])].some((i) => isAny(who, i)))) return unchanged(a);
 
   const rules = a.rules;
-  const isSuper = rules.superApprovers.some((u) => same(u, vote.approver));
-  const isApprover = isSuper || isMember(rules.approvers, vote.approver, vote.approverGroups);
+  const isSuper = rules.superApprovers.some((u) => isAny(who, u));
+  const isApprover = isSuper || isMember(rules.approvers, who, vote.approverGroups);
   const pendingStage = a.stages.findIndex((s) => s.acknowledgedBy.length < s.required);
   const record: Vote = {
     approver: vote.approver,
@@ -367,6 +385,7 @@ export function applyVote(a: Approval, vote: VoteInput, now: number): Transition
     stage: "",
     submittedBy: vote.submittedBy,
     interactionId: vote.interactionId,
+    ...(who.length > 1 ? { approverAliases: who.slice(1) } : {}),
   };
 
   switch (vote.decision) {
@@ -376,10 +395,10 @@ export function applyVote(a: Approval, vote: VoteInput, now: number): Transition
       const stage = a.stages[pendingStage];
       const stageRules = rules.stages[pendingStage];
       if (stage === undefined || stageRules === undefined) throw new FailedPreconditionError("unknown stage");
-      if (!isMember(stageRules.members, vote.approver, vote.approverGroups)) {
+      if (!isMember(stageRules.members, who, vote.approverGroups)) {
         const later = rules.stages
           .slice(pendingStage + 1)
-          .find((s) => isMember(s.members, vote.approver, vote.approverGroups));
+          .find((s) => isMember(s.members, who, vote.approverGroups));
         if (later !== undefined) {
           throw new FailedPreconditionError(
             `co-sign stage "${stage.name}" must be acknowledged before stage "${later.name}"`,
@@ -423,7 +442,7 @@ export function applyVote(a: Approval, vote: VoteInput, now: number): Transition
       return { approval: next, changed: true };
     }
     case "deny": {
-      const inStage = rules.stages.some((s) => isMember(s.members, vote.approver, vote.approverGroups));
+      const inStage = rules.stages.some((s) => isMember(s.members, who, vote.approverGroups));
       if (!isApprover && !inStage) {
         throw new PermissionDeniedError(`${vote.approver} is not an approver of this action`);
       }

@@ -23,4 +23,6 @@ export const limits = {
   /** Length of any string in params. */
   paramsStringLength: 16 * 1024,
   approverGroups: 100,
+  /** Other identities of one approver (see SubmitDecision's approver_aliases). */
+  approverAliases: 10,
 } as const;

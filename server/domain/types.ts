@@ -39,6 +39,8 @@ export interface Vote {
   submittedBy: string;
   /** The click or command id; a retry with the same id is a no-op. */
   interactionId: string;
+  /** Other identities of the approver the decider resolved (a Slack user's e-mail), if any. */
+  approverAliases?: string[];
 }
 
 /** One changed top-level key of params. */

@@ -133,6 +133,7 @@ export function createApprovalService(options: ApprovalServiceOptions): ServiceI
         const vote: VoteInput = {
           approver: req.approver,
           approverGroups: req.approverGroups,
+          ...(req.approverAliases.length === 0 ? {} : { approverAliases: req.approverAliases }),
           decision: decisionFromMessage(req.decision, "decision"),
           reason: req.reason,
           interactionId: req.interactionId,

@@ -31,6 +31,7 @@ import { createOutboundQueue, type SlackNotice } from "./outbound-queue.js";
 import { classifySlackError, createSlackCaller } from "./slack-calls.js";
 import { createSlackRequestHandler, slackEventsPath } from "./slack-http.js";
 import type { SlackMessageStore } from "./slack-message-store.js";
+import { createUserEmailResolver } from "./user-emails.js";
 import { createUserGroupResolver } from "./user-groups.js";
 
 /** Timings and limits of the gateway; the defaults suit production, tests shorten them. */
@@ -254,6 +255,7 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
       caller,
       onError: (err, group) => logger.warn({ err, group }, "cannot list a Slack user group"),
     }),
+    userEmails: createUserEmailResolver({ caller }),
     onEvent,
     logger,
     ackBudgetMs: tuning.ackBudgetMs,

@@ -32,6 +32,8 @@ import {
 import { escapeText } from "./mrkdwn.js";
 import type { OutboundQueue } from "./outbound-queue.js";
 import { SlackCallError, type SlackCaller } from "./slack-calls.js";
+import type { UserEmailResolver } from "./user-emails.js";
+import { namesPeopleByEmail, requesterByEmail } from "./user-emails.js";
 import type { UserGroupResolver } from "./user-groups.js";
 
 /** Options of `registerInteractions`. */
@@ -44,6 +46,7 @@ export interface InteractionsOptions {
   /** The gateway's latest snapshot of an approval (from the change feed). */
   approval: (id: string) => Approval | undefined;
   userGroups: UserGroupResolver;
+  userEmails: UserEmailResolver;
   onEvent: SlackGatewayEventListener;
   logger: Logger;
   /** How long a modal submission waits for the decision before answering "working on it". @default 2000 */
@@ -246,7 +249,7 @@ export function interactionRequestProblem(contentType: string | undefined, body:
 
 /** Registers the gateway's action and view handlers on the Bolt app. */
 export function registerInteractions(options: InteractionsOptions): Interactions {
-  const { app, decider, queue, caller, userGroups, onEvent, logger } = options;
+  const { app, decider, queue, caller, userGroups, userEmails, onEvent, logger } = options;
   const ackBudgetMs = options.ackBudgetMs ?? 2_000;
   const decisionTimeoutMs = options.decisionTimeoutMs ?? 15_000;
   const decisionAttempts = options.decisionAttempts ?? 5;
@@ -295,6 +298,28 @@ export function registerInteractions(options: InteractionsOptions): Interactions
     const known = options.approval(input.approvalId);
     let groups: string[] = [];
     if (known !== undefined) groups = await userGroups.groupsOf(input.user, known);
+    // Where a rule names people by e-mail, the clicker's e-mail goes with the vote; when the requester is
+    // named by e-mail and the clicker's address cannot be found, the vote is refused, never allowed.
+    let aliases: string[] = [];
+    if (known !== undefined && namesPeopleByEmail(known)) {
+      try {
+        aliases = [await userEmails.emailOf(input.user)];
+      } catch (err) {
+        if (requesterByEmail(known)) {
+          const message = `Countersign could not look up your e-mail address in Slack (${err instanceof Error ? err.message : String(err)}), so it cannot check that you did not request this approval; nothing changed`;
+          onEvent({
+            type: "unauthorized",
+            source: "gateway",
+            approvalId: input.approvalId,
+            user: input.user,
+            action: input.action,
+            code: "permission_denied",
+            message,
+          });
+          return { kind: "refused", code: "permission_denied", message };
+        }
+      }
+    }
     let last = "";
     for (let attempt = 1; attempt <= decisionAttempts; attempt++) {
       try {
@@ -303,6 +328,7 @@ export function registerInteractions(options: InteractionsOptions): Interactions
             id: input.approvalId,
             approver: input.user,
             approverGroups: groups,
+            approverAliases: aliases,
             decision: decisionEnum[input.decision],
             reason: input.reason ?? "",
             interactionId: input.interactionId,

@@ -86,6 +86,8 @@ export interface FakeSlack {
   setDown(down: boolean): void;
   /** Members of a user group, for `usergroups.users.list`. */
   setUserGroup(group: string, users: string[]): void;
+  /** A user's profile e-mail, for `users.info`; a user without one has no e-mail in their profile. */
+  setUserEmail(user: string, email: string): void;
   /** True while a Socket Mode client is connected. */
   socketConnected(): boolean;
   /**
@@ -130,6 +132,7 @@ export async function startFakeSlack(
   const ephemerals: { channel: string; user: string; text: string; blocks: unknown[] }[] = [];
   const views = new Map<string, Record<string, unknown>>();
   const groups = new Map<string, string[]>();
+  const emails = new Map<string, string>();
   const faults: { method: string; fault: FakeSlackFault; left: number }[] = [];
   const hanging = new Set<http.ServerResponse>();
   const waiters = new Set<() => void>();
@@ -270,6 +273,11 @@ export async function startFakeSlack(
         views.set(id, view);
         return { ok: true, view };
       }
+      case "users.info": {
+        const user = String(args.user);
+        const email = emails.get(user);
+        return { ok: true, user: { id: user, profile: email === undefined ? {} : { email } } };
+      }
       case "usergroups.users.list": {
         const users = groups.get(String(args.usergroup));
         return users === undefined ? { ok: false, error: "no_such_subteam" } : { ok: true, users };
@@ -403,6 +411,9 @@ export async function startFakeSlack(
     },
     setDown(value) {
       down = value;
+    },
+    setUserEmail(user, email) {
+      emails.set(user, email);
     },
     setUserGroup(group, users) {
       groups.set(group, users);

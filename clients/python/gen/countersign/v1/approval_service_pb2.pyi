@@ -83,7 +83,8 @@ class RerequestApprovalResponse(_message.Message):
     def __init__(self, approval: _Optional[_Union[_approval_pb2.Approval, _Mapping]] = ..., created: bool = ...) -> None: ...
 
 class SubmitDecisionRequest(_message.Message):
-    __slots__ = ["approver", "approver_groups", "decision", "edited_params", "id", "interaction_id", "reason"]
+    __slots__ = ["approver", "approver_aliases", "approver_groups", "decision", "edited_params", "id", "interaction_id", "reason"]
+    APPROVER_ALIASES_FIELD_NUMBER: _ClassVar[int]
     APPROVER_FIELD_NUMBER: _ClassVar[int]
     APPROVER_GROUPS_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
@@ -92,13 +93,14 @@ class SubmitDecisionRequest(_message.Message):
     INTERACTION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     approver: str
+    approver_aliases: _containers.RepeatedScalarFieldContainer[str]
     approver_groups: _containers.RepeatedScalarFieldContainer[str]
     decision: _approval_pb2.Decision
     edited_params: _struct_pb2.Struct
     id: str
     interaction_id: str
     reason: str
-    def __init__(self, id: _Optional[str] = ..., approver: _Optional[str] = ..., approver_groups: _Optional[_Iterable[str]] = ..., decision: _Optional[_Union[_approval_pb2.Decision, str]] = ..., reason: _Optional[str] = ..., interaction_id: _Optional[str] = ..., edited_params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., approver: _Optional[str] = ..., approver_groups: _Optional[_Iterable[str]] = ..., decision: _Optional[_Union[_approval_pb2.Decision, str]] = ..., reason: _Optional[str] = ..., interaction_id: _Optional[str] = ..., edited_params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., approver_aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubmitDecisionResponse(_message.Message):
     __slots__ = ["approval", "recorded"]

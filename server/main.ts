@@ -77,11 +77,21 @@ export interface RunningServer {
 
 function listen(server: http.Server | import("node:http2").Http2SecureServer, host: string, port: number) {
   return new Promise<number>((resolve, reject) => {
-    server.once("error", reject);
+    const failed = (err: Error) =>
+      reject(new Error(`cannot listen on ${hostPort(host, port)}: ${err.message}`));
+    server.once("error", failed);
     server.listen(port, host, () => {
-      server.off("error", reject);
+      server.off("error", failed);
       resolve((server.address() as AddressInfo).port);
     });
+  });
+}
+
+/** Stops an HTTP server and closes its connections at once. */
+function closeHttpServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
   });
 }
 
@@ -90,14 +100,54 @@ function hostPort(host: string, port: number): string {
 }
 
 /**
+ * What a start has opened so far, each with the step that closes it. When a later step fails, everything
+ * is closed in reverse order, so a failed start leaves no socket, timer, watcher or connection behind.
+ */
+class OpenedResources {
+  private readonly closers: { what: string; close: () => unknown }[] = [];
+
+  /** Records `close` as the way to release `what` if a later step fails. */
+  add(what: string, close: () => unknown): void {
+    this.closers.push({ what, close });
+  }
+
+  /** Closes everything in reverse order; a close that fails is logged and the others still run. */
+  async closeAll(logger: Logger): Promise<void> {
+    for (const { what, close } of this.closers.reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        logger.error({ err, what }, "could not close after a failed start");
+      }
+    }
+  }
+}
+
+/**
  * The composition root: builds the store, policies, services and both transports from the
- * configuration, and starts them.
+ * configuration, and starts them. When a step fails (TLS files, a port in use, the Slack gateway, the
+ * policy file), everything opened before it is closed in reverse order and the error is rethrown.
  */
 export async function startServer(
   config: ServeConfig,
   deps: ServerDependencies = {},
 ): Promise<RunningServer> {
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: "countersign" } });
+  const opened = new OpenedResources();
+  try {
+    return await startServerSteps(config, deps, logger, opened);
+  } catch (err) {
+    await opened.closeAll(logger);
+    throw err;
+  }
+}
+
+async function startServerSteps(
+  config: ServeConfig,
+  deps: ServerDependencies,
+  logger: Logger,
+  opened: OpenedResources,
+): Promise<RunningServer> {
   const clock = deps.clock ?? systemClock;
   // Audit, metrics and tracing come first: they see the first policy load.
   const observability = await createObservability({
@@ -110,6 +160,7 @@ export async function startServer(
         ? {}
         : { tracing: { exporter: config.tracing.exporter } }),
   });
+  opened.add("audit log and tracing", () => observability.close());
 
   const policies = createPolicyHolder({
     path: config.policyFile,
@@ -128,6 +179,7 @@ export async function startServer(
     },
     onWatchError: (err) => logger.error({ err: err.message }, "policy file watch failed"),
   });
+  opened.add("policy file", () => policies.close());
   const loaded = await policies.load();
   logger.info(
     { policy_sha256: loaded.sha256, policies: loaded.policySet.policies.length },
@@ -143,6 +195,7 @@ export async function startServer(
     deps.store ??
     redisBackend?.store ??
     createMemoryApprovalStore({ onListenerError, now: () => clock.now() });
+  opened.add("approval store", () => store.close());
   const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
   // Traced (when tracing is on) for the calls that serve RPCs; the scheduler's polling is not traced.
   const tracedStore = observability.store(store);
@@ -191,32 +244,6 @@ export async function startServer(
         ]),
   ];
 
-  let slackGateway: SlackGateway | undefined;
-  if (config.slack !== undefined) {
-    try {
-      slackGateway = await startInProcessSlackGateway(config.slack, {
-        clock,
-        logger: logger.child({ component: "slack" }),
-        claims,
-        approvalService,
-        interceptors,
-        operations,
-        deps: slackDeps(
-          { ...sharedSlackState(redisBackend), ...deps.slack },
-          logger,
-          observability.slackListener,
-        ),
-      });
-    } catch (err) {
-      await store.close();
-      await policies.close();
-      await observability.close();
-      throw err;
-    }
-  } else {
-    logger.info("Slack gateway off: SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not set");
-  }
-
   let tls: TlsMaterial | undefined;
   if (config.tls !== undefined) {
     tls = new TlsMaterial({
@@ -226,6 +253,8 @@ export async function startServer(
       ...(config.tls.clientCa === undefined ? {} : { clientCa: config.tls.clientCa }),
     });
     await tls.load();
+    const material = tls;
+    opened.add("TLS file watch", () => material.close());
     tls.watch(
       (err) =>
         logger.error({ err: (err as Error).message }, "TLS reload failed; keeping the current certificates"),
@@ -238,6 +267,7 @@ export async function startServer(
     interceptors,
     maxReceiveMessageLength: config.maxMessageBytes,
   });
+  opened.add("gRPC server", () => grpcHost.server.forceShutdown());
   const credentials =
     tls === undefined
       ? grpc.ServerCredentials.createInsecure()
@@ -268,6 +298,28 @@ export async function startServer(
     ...(tls === undefined ? {} : { tls }),
   });
   const connectPort = await listen(connectServer, config.connectListen.host, config.connectListen.port);
+  opened.add("Connect server", () => closeConnectServer(connectServer, 0));
+
+  let slackGateway: SlackGateway | undefined;
+  if (config.slack !== undefined) {
+    slackGateway = await startInProcessSlackGateway(config.slack, {
+      clock,
+      logger: logger.child({ component: "slack" }),
+      claims,
+      approvalService,
+      interceptors,
+      operations,
+      deps: slackDeps(
+        { ...sharedSlackState(redisBackend), ...deps.slack },
+        logger,
+        observability.slackListener,
+      ),
+    });
+    const started = slackGateway;
+    opened.add("Slack gateway", () => started.close());
+  } else {
+    logger.info("Slack gateway off: SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not set");
+  }
 
   // The Slack gateway's "queue not stuck" check joins these when the gateway runs in this process.
   const readiness: Record<string, ReadinessCheck> = {
@@ -292,6 +344,7 @@ export async function startServer(
     routes: observability.opsRoutes,
   });
   const opsPort = await listen(opsServer, config.opsListen.host, config.opsListen.port);
+  opened.add("ops endpoint", () => closeHttpServer(opsServer));
 
   const scheduler = createScheduler({
     store: observability.schedulerStore(store),
@@ -352,10 +405,7 @@ export async function startServer(
         }),
         closeConnectServer(connectServer, shutdownGraceMs),
       ]);
-      await new Promise<void>((resolve) => {
-        opsServer.close(() => resolve());
-        opsServer.closeAllConnections();
-      });
+      await closeHttpServer(opsServer);
       tls?.close();
       await policies.close();
       await store.close();
@@ -441,8 +491,12 @@ export async function startSlackGatewayProcess(
     config.redis === undefined
       ? undefined
       : openRedisBackend(config.redis, logger, (err) => logger.error({ err }, "change listener failed"));
+  const opened = new OpenedResources();
+  if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
   let gateway: SlackGateway;
+  let opsServer: http.Server;
+  let opsPort: number;
   try {
     gateway = await startRemoteSlackGateway(config.slack, {
       clock,
@@ -450,21 +504,20 @@ export async function startSlackGatewayProcess(
       claims,
       deps: slackDeps({ ...sharedSlackState(redisBackend), ...deps.slack }, logger),
     });
+    const started = gateway;
+    opened.add("Slack gateway", () => started.close());
+    opsServer = createOpsServer({ version, readiness: { slack: slackReadiness(gateway) } });
+    opsPort = await listen(opsServer, config.opsListen.host, config.opsListen.port);
   } catch (err) {
-    await redisBackend?.store.close();
+    await opened.closeAll(logger);
     throw err;
   }
-  const opsServer = createOpsServer({ version, readiness: { slack: slackReadiness(gateway) } });
-  const opsPort = await listen(opsServer, config.opsListen.host, config.opsListen.port);
   const running: RunningSlackGateway = {
     slackEventsUrl: gateway.eventsUrl,
     opsUrl: `http://${hostPort(config.opsListen.host, opsPort)}`,
     async close() {
       await gateway.close();
-      await new Promise<void>((resolve) => {
-        opsServer.close(() => resolve());
-        opsServer.closeAllConnections();
-      });
+      await closeHttpServer(opsServer);
       await redisBackend?.store.close();
     },
   };

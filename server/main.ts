@@ -220,6 +220,7 @@ async function startServerSteps(
         : { developmentIdentity: config.developmentIdentity }),
       requesters: config.requesters,
       deciders: config.deciders,
+      identitySources: config.identitySources,
     }),
     createAdminAuthInterceptor({
       token: config.adminToken,

@@ -63,6 +63,12 @@ export function addServeCommand(program: Command): void {
     )
     .addOption(
       new Option(
+        "--identity-from <sources>",
+        "where a client certificate's identity comes from: uri, dns, cn, comma-separated, first found wins [COUNTERSIGN_IDENTITY_FROM] (default uri)",
+      ),
+    )
+    .addOption(
+      new Option(
         "--heartbeat-interval <duration>",
         "keep-alive interval of idle watch streams [COUNTERSIGN_HEARTBEAT_INTERVAL] (default 15s)",
       ),

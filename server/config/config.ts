@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parseDuration } from "../policy/duration.js";
 import type { RedisSettings } from "../store/redis-connection.js";
+import { type IdentitySource, identitySources } from "../transport/peer.js";
 
 /** A `host:port` to listen on. */
 export interface ListenAddress {
@@ -23,6 +24,8 @@ export interface ServeConfig {
   developmentIdentity?: string;
   requesters: string[] | "any";
   deciders: string[];
+  /** Where in a client certificate the caller's identity comes from, in order (`--identity-from`). */
+  identitySources: IdentitySource[];
   adminToken?: string;
   heartbeatMs: number;
   /** Approval store: `memory` (one process) or `redis` (see `redis`). */
@@ -86,6 +89,7 @@ export interface ServeFlags {
   requireClientCert?: boolean;
   requesters?: string;
   deciders?: string;
+  identityFrom?: string;
   heartbeatInterval?: string;
   store?: string;
   redisSentinels?: string;
@@ -124,6 +128,7 @@ export const serveEnv: Record<keyof ServeFlags, string> = {
   requireClientCert: "COUNTERSIGN_REQUIRE_CLIENT_CERT",
   requesters: "COUNTERSIGN_REQUESTERS",
   deciders: "COUNTERSIGN_DECIDERS",
+  identityFrom: "COUNTERSIGN_IDENTITY_FROM",
   heartbeatInterval: "COUNTERSIGN_HEARTBEAT_INTERVAL",
   store: "COUNTERSIGN_STORE",
   redisSentinels: "COUNTERSIGN_REDIS_SENTINELS",
@@ -413,6 +418,12 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
       ? ("any" as const)
       : parseList(requestersText);
   const deciders = parseList(pick("deciders"));
+  const identityFrom = parseList(pick("identityFrom")?.toLowerCase() ?? "uri");
+  const unknownSources = identityFrom.filter((s) => !(identitySources as readonly string[]).includes(s));
+  if (identityFrom.length === 0 || unknownSources.length > 0)
+    problems.push(
+      `--identity-from ${JSON.stringify(pick("identityFrom") ?? "")}: expected uri, dns or cn, comma-separated (e.g. uri,dns)`,
+    );
 
   let heartbeatMs = 15_000;
   try {
@@ -465,6 +476,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
     ...(tls === undefined ? { developmentIdentity } : { tls }),
     requesters,
     deciders,
+    identitySources: [...new Set(identityFrom as IdentitySource[])],
     ...(adminToken === undefined ? {} : { adminToken }),
     heartbeatMs,
     store,

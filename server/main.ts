@@ -38,6 +38,7 @@ import { createGrpcServer, type HostedService, hostService } from "./transport/g
 import { createAdminAuthInterceptor, createIdentityInterceptor } from "./transport/interceptors.js";
 import { createOpsServer, type ReadinessCheck } from "./transport/ops-server.js";
 import { createRateLimitInterceptor, createTokenBucket } from "./transport/rate-limit.js";
+import { createStreamLimitInterceptor } from "./transport/stream-limit.js";
 import { TlsMaterial } from "./transport/tls.js";
 import { version } from "./version.js";
 
@@ -85,6 +86,18 @@ function listen(server: http.Server | import("node:http2").Http2SecureServer, ho
       resolve((server.address() as AddressInfo).port);
     });
   });
+}
+
+/**
+ * Bounds the TLS handshake of the grpc-js port (Node's default is 120 s). grpc-js has no option for it;
+ * the TLS server takes it from the credentials' server options, reached through `_getConstructorOptions`
+ * (public in its typings, but undocumented).
+ */
+function setHandshakeTimeout(credentials: grpc.ServerCredentials, ms: number): void {
+  const options = (
+    credentials as unknown as { _getConstructorOptions(): { handshakeTimeout?: number } | null }
+  )._getConstructorOptions();
+  if (options !== null) options.handshakeTimeout = ms;
 }
 
 /** Stops an HTTP server and closes its connections at once. */
@@ -222,6 +235,14 @@ async function startServerSteps(
       deciders: config.deciders,
       identitySources: config.identitySources,
     }),
+    createStreamLimitInterceptor({
+      perIdentity: config.limits.maxStreamsPerIdentity,
+      total: config.limits.maxStreams,
+      onLimited: (client, scope) => {
+        observability.metrics.streamRefused(scope);
+        logger.warn({ client, scope }, "watch stream refused: too many open");
+      },
+    }),
     createAdminAuthInterceptor({
       token: config.adminToken,
       onRefused: (reason) => {
@@ -267,6 +288,12 @@ async function startServerSteps(
     services,
     interceptors,
     maxReceiveMessageLength: config.maxMessageBytes,
+    connections: {
+      maxAgeMs: config.limits.maxConnectionAgeMs,
+      maxAgeGraceMs: config.limits.maxConnectionAgeGraceMs,
+      idleTimeoutMs: config.limits.idleTimeoutMs,
+      pingTimeoutMs: config.limits.handshakeTimeoutMs,
+    },
   });
   opened.add("gRPC server", () => grpcHost.server.forceShutdown());
   const credentials =
@@ -277,6 +304,7 @@ async function startServerSteps(
           tls.files.clientCa === undefined ? null : tls,
           tls.files.requireClientCert,
         );
+  setHandshakeTimeout(credentials, config.limits.handshakeTimeoutMs);
   const grpcPort = await new Promise<number>((resolve, reject) =>
     grpcHost.server.bindAsync(
       hostPort(config.grpcListen.host, config.grpcListen.port),
@@ -297,6 +325,8 @@ async function startServerSteps(
     interceptors,
     readMaxBytes: config.maxMessageBytes,
     ...(tls === undefined ? {} : { tls }),
+    limits: config.limits,
+    onConnectionEvent: (event) => observability.metrics.connectionClosed("connect", event),
   });
   const connectPort = await listen(connectServer, config.connectListen.host, config.connectListen.port);
   opened.add("Connect server", () => closeConnectServer(connectServer, 0));

@@ -34,6 +34,11 @@ import { openRedisBackend, type RedisBackend } from "./store/redis-backend.js";
 import { createReadinessMonitor } from "./telemetry/health.js";
 import { createObservability } from "./telemetry/observability.js";
 import { closeConnectServer, createConnectServer } from "./transport/connect-server.js";
+import {
+  type ConnectionGuardEvent,
+  type ConnectionGuardLimits,
+  guardConnections,
+} from "./transport/connection-guard.js";
 import { createGrpcServer, type HostedService, hostService } from "./transport/grpc-server.js";
 import { createAdminAuthInterceptor, createIdentityInterceptor } from "./transport/interceptors.js";
 import { createOpsServer, type ReadinessCheck } from "./transport/ops-server.js";
@@ -89,15 +94,23 @@ function listen(server: http.Server | import("node:http2").Http2SecureServer, ho
 }
 
 /**
- * Bounds the TLS handshake of the grpc-js port (Node's default is 120 s). grpc-js has no option for it;
- * the TLS server takes it from the credentials' server options, reached through `_getConstructorOptions`
- * (public in its typings, but undocumented).
+ * Applies the connection caps and the deadline from accept to the first call (which bounds the TLS
+ * handshake and the HTTP/2 preface) to the gRPC port. grpc-js has no option or public hook for them; the HTTP/2 servers it listens with are in its private `http2Servers` map (read
+ * defensively: if a grpc-js release renames it, the port keeps grpc-js's own idle, keepalive and age
+ * limits, and a warning says so at start).
  */
-function setHandshakeTimeout(credentials: grpc.ServerCredentials, ms: number): void {
-  const options = (
-    credentials as unknown as { _getConstructorOptions(): { handshakeTimeout?: number } | null }
-  )._getConstructorOptions();
-  if (options !== null) options.handshakeTimeout = ms;
+function guardGrpcConnections(
+  server: grpc.Server,
+  limits: ConnectionGuardLimits,
+  onEvent: (event: ConnectionGuardEvent) => void,
+  logger?: Logger,
+): void {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) {
+    logger?.warn("cannot reach grpc-js's HTTP/2 server: the gRPC port has no connection caps");
+    return;
+  }
+  for (const http2Server of servers.keys()) guardConnections(http2Server, limits, onEvent);
 }
 
 /** Stops an HTTP server and closes its connections at once. */
@@ -304,7 +317,6 @@ async function startServerSteps(
           tls.files.clientCa === undefined ? null : tls,
           tls.files.requireClientCert,
         );
-  setHandshakeTimeout(credentials, config.limits.handshakeTimeoutMs);
   const grpcPort = await new Promise<number>((resolve, reject) =>
     grpcHost.server.bindAsync(
       hostPort(config.grpcListen.host, config.grpcListen.port),
@@ -318,6 +330,13 @@ async function startServerSteps(
             )
           : resolve(port),
     ),
+  );
+
+  guardGrpcConnections(
+    grpcHost.server,
+    config.limits,
+    (event) => observability.metrics.connectionClosed("grpc", event),
+    logger,
   );
 
   const connectServer = createConnectServer({

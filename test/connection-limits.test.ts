@@ -248,39 +248,58 @@ describe("slow and idle peers", () => {
         used.destroy();
       }
     }
-    expect(
-      await metric(ts, /^countersign_connections_closed_total\{port="connect",reason="handshake_timeout"\}/),
-    ).toBe(3);
-    expect(await metric(ts, /^countersign_connections_closed_total\{port="connect",reason="idle"\}/)).toBe(1);
+    for (const name of ["grpc", "connect"]) {
+      expect(
+        await metric(
+          ts,
+          new RegExp(`^countersign_connections_closed_total\\{port="${name}",reason="handshake_timeout"\\}`),
+        ),
+        name,
+      ).toBe(3);
+      expect(
+        await metric(
+          ts,
+          new RegExp(`^countersign_connections_closed_total\\{port="${name}",reason="idle"\\}`),
+        ),
+        name,
+      ).toBe(1);
+    }
   }, 60_000);
 
-  it("Connect port: closes a TLS client that dribbles the HTTP/2 preface a byte at a time", async () => {
-    const { host, port } = ports().connect;
-    const since = Date.now();
-    const tls = tlsConnect({
-      host,
-      port,
-      ca: pki.ca,
-      cert: pki.requester.cert,
-      key: pki.requester.key,
-      servername: "localhost",
-      ALPNProtocols: ["h2"],
-    });
-    tls.on("error", () => {});
-    const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-    let sent = 0;
-    const slowPreface = setInterval(() => {
-      if (tls.encrypted && sent < preface.length && !tls.destroyed) tls.write(preface.subarray(sent, ++sent));
-    }, 100);
-    try {
-      expect(await closed("dribbled HTTP/2 preface", tls, since, 10_000)).toBeLessThan(5_000);
-    } finally {
-      clearInterval(slowPreface);
-      tls.destroy();
+  it("closes a TLS client that dribbles the HTTP/2 preface a byte at a time, on both ports", async () => {
+    for (const { host, port } of Object.values(ports())) {
+      const since = Date.now();
+      const tls = tlsConnect({
+        host,
+        port,
+        ca: pki.ca,
+        cert: pki.requester.cert,
+        key: pki.requester.key,
+        servername: "localhost",
+        ALPNProtocols: ["h2"],
+      });
+      tls.on("error", () => {});
+      const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+      let sent = 0;
+      const slowPreface = setInterval(() => {
+        if (tls.encrypted && sent < preface.length && !tls.destroyed)
+          tls.write(preface.subarray(sent, ++sent));
+      }, 100);
+      try {
+        expect(await closed(`${port}: dribbled HTTP/2 preface`, tls, since, 10_000)).toBeLessThan(5_000);
+      } finally {
+        clearInterval(slowPreface);
+        tls.destroy();
+      }
     }
-    expect(
-      await metric(ts, /^countersign_connections_closed_total\{port="connect",reason="handshake_timeout"\}/),
-    ).toBe(4);
+    for (const name of ["grpc", "connect"])
+      expect(
+        await metric(
+          ts,
+          new RegExp(`^countersign_connections_closed_total\\{port="${name}",reason="handshake_timeout"\\}`),
+        ),
+        name,
+      ).toBe(4);
   }, 30_000);
 
   it("holds 1 000 connections per port from one address, caps that address, and still serves a real client", async () => {
@@ -309,9 +328,11 @@ describe("slow and idle peers", () => {
         ),
       );
       expect(opened).toHaveLength(2000);
-      // The Connect port refused everything past its per-address cap at once.
+      // Each port refused everything past its per-address cap at once.
       await waitFor(
-        () => held.slice(1000).filter((s) => s.destroyed).length >= 500,
+        () =>
+          held.slice(0, 1000).filter((s) => s.destroyed).length >= 500 &&
+          held.slice(1000).filter((s) => s.destroyed).length >= 500,
         5_000,
         "the connections over the per-address cap to be refused",
       );
@@ -322,12 +343,14 @@ describe("slow and idle peers", () => {
           .approvals.createApproval({ action: "deploy.staging", title: `through ${protocol}` });
         expect(got.approval?.state).toBe(State.PENDING);
       }
-      expect(
-        await metric(
-          guarded,
-          /^countersign_connections_closed_total\{port="connect",reason="refused_peer"\}/,
-        ),
-      ).toBe(500);
+      for (const name of ["grpc", "connect"])
+        expect(
+          await metric(
+            guarded,
+            new RegExp(`^countersign_connections_closed_total\\{port="${name}",reason="refused_peer"\\}`),
+          ),
+          name,
+        ).toBe(500);
       // And every held connection is closed by the server within the handshake timeout.
       await waitFor(() => held.every((s) => s.destroyed), 15_000, "every held connection closed");
     } finally {

@@ -48,7 +48,7 @@ const keyOf = (socket: { remoteAddress?: string | undefined; remotePort?: number
   `${socket.remoteAddress ?? ""}|${socket.remotePort ?? 0}`;
 
 /**
- * Guards a Node HTTP/1.1 or HTTP/2 (TLS) server against clients that hold connections without using
+ * Guards a Node HTTP/1.1 or HTTP/2 (TLS) server (the Connect server, and the HTTP/2 server grpc-js runs) against clients that hold connections without using
  * them: a connection over the total or per-address cap is closed at accept; one that has not sent its
  * first request within the handshake timeout (plain TCP that never starts TLS, a TLS or HTTP/2 client
  * that dribbles bytes) is destroyed; one with no request open for the idle timeout is closed; and one
@@ -123,23 +123,38 @@ export function guardConnections(
     if (t !== undefined) t.session = session;
   });
 
-  server.on(
-    "request",
-    (
-      req: http.IncomingMessage | http2.Http2ServerRequest,
-      res: http.ServerResponse | http2.Http2ServerResponse,
-    ) => {
-      const t = tracked.get(keyOf(req.socket));
-      if (t === undefined) return;
-      clearTimeout(t.deadline);
-      clearTimeout(t.idle);
-      t.requests++;
-      res.once("close", () => {
-        t.requests--;
-        if (t.requests === 0) startIdle(t);
-      });
-    },
+  /** A call started on the connection of `socket`; `done` is its end. */
+  const callStarted = (
+    socket: { remoteAddress?: string | undefined; remotePort?: number | undefined },
+    done: (listener: () => void) => void,
+  ) => {
+    const t = tracked.get(keyOf(socket));
+    if (t === undefined) return;
+    clearTimeout(t.deadline);
+    clearTimeout(t.idle);
+    t.requests++;
+    done(() => {
+      t.requests--;
+      if (t.requests === 0) startIdle(t);
+    });
+  };
+  // HTTP/2 calls are streams (grpc-js serves them without the compatibility API); HTTP/1.1 calls are
+  // requests. A `request` listener is added only to a server that already serves requests: on a bare
+  // HTTP/2 server it would turn on Node's compatibility layer, which answers every stream itself.
+  server.on("stream", (stream: http2.ServerHttp2Stream) =>
+    callStarted(stream.session?.socket ?? {}, (listener) => stream.once("close", listener)),
   );
+  if (server.listenerCount("request") > 0)
+    server.on(
+      "request",
+      (
+        req: http.IncomingMessage | http2.Http2ServerRequest,
+        res: http.ServerResponse | http2.Http2ServerResponse,
+      ) => {
+        if (req.httpVersionMajor !== 1) return;
+        callStarted(req.socket, (listener) => res.once("close", listener));
+      },
+    );
 
   return { open: () => tracked.size };
 }

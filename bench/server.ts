@@ -75,6 +75,11 @@ export async function startBenchServer(options: BenchServerOptions): Promise<Ben
     `--deciders=${testIdentities.decider}`,
     "--create-rate-limit=1000000",
     "--create-burst=1000000",
+    // The load opens thousands of streams and connections from one identity and address.
+    "--max-streams-per-identity=1000000",
+    "--max-streams=1000000",
+    "--max-connections=1000000",
+    "--max-connections-per-peer=1000000",
     `--audit-file=${join(options.workDir, `audit-${options.name}.jsonl`)}`,
     "--log-level=info",
     "--bench-echo",

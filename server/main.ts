@@ -34,10 +34,16 @@ import { openRedisBackend, type RedisBackend } from "./store/redis-backend.js";
 import { createReadinessMonitor } from "./telemetry/health.js";
 import { createObservability } from "./telemetry/observability.js";
 import { closeConnectServer, createConnectServer } from "./transport/connect-server.js";
+import {
+  type ConnectionGuardEvent,
+  type ConnectionGuardLimits,
+  guardConnections,
+} from "./transport/connection-guard.js";
 import { createGrpcServer, type HostedService, hostService } from "./transport/grpc-server.js";
 import { createAdminAuthInterceptor, createIdentityInterceptor } from "./transport/interceptors.js";
 import { createOpsServer, type ReadinessCheck } from "./transport/ops-server.js";
 import { createRateLimitInterceptor, createTokenBucket } from "./transport/rate-limit.js";
+import { createStreamLimitInterceptor } from "./transport/stream-limit.js";
 import { TlsMaterial } from "./transport/tls.js";
 import { version } from "./version.js";
 
@@ -77,11 +83,41 @@ export interface RunningServer {
 
 function listen(server: http.Server | import("node:http2").Http2SecureServer, host: string, port: number) {
   return new Promise<number>((resolve, reject) => {
-    server.once("error", reject);
+    const failed = (err: Error) =>
+      reject(new Error(`cannot listen on ${hostPort(host, port)}: ${err.message}`));
+    server.once("error", failed);
     server.listen(port, host, () => {
-      server.off("error", reject);
+      server.off("error", failed);
       resolve((server.address() as AddressInfo).port);
     });
+  });
+}
+
+/**
+ * Applies the connection caps and the deadline from accept to the first call (which bounds the TLS
+ * handshake and the HTTP/2 preface) to the gRPC port. grpc-js has no option or public hook for them; the HTTP/2 servers it listens with are in its private `http2Servers` map (read
+ * defensively: if a grpc-js release renames it, the port keeps grpc-js's own idle, keepalive and age
+ * limits, and a warning says so at start).
+ */
+function guardGrpcConnections(
+  server: grpc.Server,
+  limits: ConnectionGuardLimits,
+  onEvent: (event: ConnectionGuardEvent) => void,
+  logger?: Logger,
+): void {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map) || servers.size === 0) {
+    logger?.warn("cannot reach grpc-js's HTTP/2 server: the gRPC port has no connection caps");
+    return;
+  }
+  for (const http2Server of servers.keys()) guardConnections(http2Server, limits, onEvent);
+}
+
+/** Stops an HTTP server and closes its connections at once. */
+function closeHttpServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
   });
 }
 
@@ -90,14 +126,54 @@ function hostPort(host: string, port: number): string {
 }
 
 /**
+ * What a start has opened so far, each with the step that closes it. When a later step fails, everything
+ * is closed in reverse order, so a failed start leaves no socket, timer, watcher or connection behind.
+ */
+class OpenedResources {
+  private readonly closers: { what: string; close: () => unknown }[] = [];
+
+  /** Records `close` as the way to release `what` if a later step fails. */
+  add(what: string, close: () => unknown): void {
+    this.closers.push({ what, close });
+  }
+
+  /** Closes everything in reverse order; a close that fails is logged and the others still run. */
+  async closeAll(logger: Logger): Promise<void> {
+    for (const { what, close } of this.closers.reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        logger.error({ err, what }, "could not close after a failed start");
+      }
+    }
+  }
+}
+
+/**
  * The composition root: builds the store, policies, services and both transports from the
- * configuration, and starts them.
+ * configuration, and starts them. When a step fails (TLS files, a port in use, the Slack gateway, the
+ * policy file), everything opened before it is closed in reverse order and the error is rethrown.
  */
 export async function startServer(
   config: ServeConfig,
   deps: ServerDependencies = {},
 ): Promise<RunningServer> {
   const logger = deps.logger ?? pino({ level: config.logLevel, base: { service: "countersign" } });
+  const opened = new OpenedResources();
+  try {
+    return await startServerSteps(config, deps, logger, opened);
+  } catch (err) {
+    await opened.closeAll(logger);
+    throw err;
+  }
+}
+
+async function startServerSteps(
+  config: ServeConfig,
+  deps: ServerDependencies,
+  logger: Logger,
+  opened: OpenedResources,
+): Promise<RunningServer> {
   const clock = deps.clock ?? systemClock;
   // Audit, metrics and tracing come first: they see the first policy load.
   const observability = await createObservability({
@@ -110,6 +186,7 @@ export async function startServer(
         ? {}
         : { tracing: { exporter: config.tracing.exporter } }),
   });
+  opened.add("audit log and tracing", () => observability.close());
 
   const policies = createPolicyHolder({
     path: config.policyFile,
@@ -128,6 +205,7 @@ export async function startServer(
     },
     onWatchError: (err) => logger.error({ err: err.message }, "policy file watch failed"),
   });
+  opened.add("policy file", () => policies.close());
   const loaded = await policies.load();
   logger.info(
     { policy_sha256: loaded.sha256, policies: loaded.policySet.policies.length },
@@ -143,6 +221,7 @@ export async function startServer(
     deps.store ??
     redisBackend?.store ??
     createMemoryApprovalStore({ onListenerError, now: () => clock.now() });
+  opened.add("approval store", () => store.close());
   const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
   // Traced (when tracing is on) for the calls that serve RPCs; the scheduler's polling is not traced.
   const tracedStore = observability.store(store);
@@ -167,6 +246,15 @@ export async function startServer(
         : { developmentIdentity: config.developmentIdentity }),
       requesters: config.requesters,
       deciders: config.deciders,
+      identitySources: config.identitySources,
+    }),
+    createStreamLimitInterceptor({
+      perIdentity: config.limits.maxStreamsPerIdentity,
+      total: config.limits.maxStreams,
+      onLimited: (client, scope) => {
+        observability.metrics.streamRefused(scope);
+        logger.warn({ client, scope }, "watch stream refused: too many open");
+      },
     }),
     createAdminAuthInterceptor({
       token: config.adminToken,
@@ -191,32 +279,6 @@ export async function startServer(
         ]),
   ];
 
-  let slackGateway: SlackGateway | undefined;
-  if (config.slack !== undefined) {
-    try {
-      slackGateway = await startInProcessSlackGateway(config.slack, {
-        clock,
-        logger: logger.child({ component: "slack" }),
-        claims,
-        approvalService,
-        interceptors,
-        operations,
-        deps: slackDeps(
-          { ...sharedSlackState(redisBackend), ...deps.slack },
-          logger,
-          observability.slackListener,
-        ),
-      });
-    } catch (err) {
-      await store.close();
-      await policies.close();
-      await observability.close();
-      throw err;
-    }
-  } else {
-    logger.info("Slack gateway off: SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not set");
-  }
-
   let tls: TlsMaterial | undefined;
   if (config.tls !== undefined) {
     tls = new TlsMaterial({
@@ -226,6 +288,8 @@ export async function startServer(
       ...(config.tls.clientCa === undefined ? {} : { clientCa: config.tls.clientCa }),
     });
     await tls.load();
+    const material = tls;
+    opened.add("TLS file watch", () => material.close());
     tls.watch(
       (err) =>
         logger.error({ err: (err as Error).message }, "TLS reload failed; keeping the current certificates"),
@@ -237,7 +301,14 @@ export async function startServer(
     services,
     interceptors,
     maxReceiveMessageLength: config.maxMessageBytes,
+    connections: {
+      maxAgeMs: config.limits.maxConnectionAgeMs,
+      maxAgeGraceMs: config.limits.maxConnectionAgeGraceMs,
+      idleTimeoutMs: config.limits.idleTimeoutMs,
+      pingTimeoutMs: config.limits.handshakeTimeoutMs,
+    },
   });
+  opened.add("gRPC server", () => grpcHost.server.forceShutdown());
   const credentials =
     tls === undefined
       ? grpc.ServerCredentials.createInsecure()
@@ -261,13 +332,44 @@ export async function startServer(
     ),
   );
 
+  guardGrpcConnections(
+    grpcHost.server,
+    config.limits,
+    (event) => observability.metrics.connectionClosed("grpc", event),
+    logger,
+  );
+
   const connectServer = createConnectServer({
     services,
     interceptors,
     readMaxBytes: config.maxMessageBytes,
     ...(tls === undefined ? {} : { tls }),
+    limits: config.limits,
+    onConnectionEvent: (event) => observability.metrics.connectionClosed("connect", event),
   });
   const connectPort = await listen(connectServer, config.connectListen.host, config.connectListen.port);
+  opened.add("Connect server", () => closeConnectServer(connectServer, 0));
+
+  let slackGateway: SlackGateway | undefined;
+  if (config.slack !== undefined) {
+    slackGateway = await startInProcessSlackGateway(config.slack, {
+      clock,
+      logger: logger.child({ component: "slack" }),
+      claims,
+      approvalService,
+      interceptors,
+      operations,
+      deps: slackDeps(
+        { ...sharedSlackState(redisBackend), ...deps.slack },
+        logger,
+        observability.slackListener,
+      ),
+    });
+    const started = slackGateway;
+    opened.add("Slack gateway", () => started.close());
+  } else {
+    logger.info("Slack gateway off: SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET are not set");
+  }
 
   let dataLossLogged = false;
   // The Slack gateway's "queue not stuck" check joins these when the gateway runs in this process.
@@ -301,6 +403,7 @@ export async function startServer(
     routes: observability.opsRoutes,
   });
   const opsPort = await listen(opsServer, config.opsListen.host, config.opsListen.port);
+  opened.add("ops endpoint", () => closeHttpServer(opsServer));
 
   const scheduler = createScheduler({
     store: observability.schedulerStore(store),
@@ -361,10 +464,7 @@ export async function startServer(
         }),
         closeConnectServer(connectServer, shutdownGraceMs),
       ]);
-      await new Promise<void>((resolve) => {
-        opsServer.close(() => resolve());
-        opsServer.closeAllConnections();
-      });
+      await closeHttpServer(opsServer);
       tls?.close();
       await policies.close();
       await store.close();
@@ -460,8 +560,12 @@ export async function startSlackGatewayProcess(
     config.redis === undefined
       ? undefined
       : openRedisBackend(config.redis, logger, (err) => logger.error({ err }, "change listener failed"));
+  const opened = new OpenedResources();
+  if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
   let gateway: SlackGateway;
+  let opsServer: http.Server;
+  let opsPort: number;
   try {
     gateway = await startRemoteSlackGateway(config.slack, {
       clock,
@@ -469,21 +573,20 @@ export async function startSlackGatewayProcess(
       claims,
       deps: slackDeps({ ...sharedSlackState(redisBackend), ...deps.slack }, logger),
     });
+    const started = gateway;
+    opened.add("Slack gateway", () => started.close());
+    opsServer = createOpsServer({ version, readiness: { slack: slackReadiness(gateway) } });
+    opsPort = await listen(opsServer, config.opsListen.host, config.opsListen.port);
   } catch (err) {
-    await redisBackend?.store.close();
+    await opened.closeAll(logger);
     throw err;
   }
-  const opsServer = createOpsServer({ version, readiness: { slack: slackReadiness(gateway) } });
-  const opsPort = await listen(opsServer, config.opsListen.host, config.opsListen.port);
   const running: RunningSlackGateway = {
     slackEventsUrl: gateway.eventsUrl,
     opsUrl: `http://${hostPort(config.opsListen.host, opsPort)}`,
     async close() {
       await gateway.close();
-      await new Promise<void>((resolve) => {
-        opsServer.close(() => resolve());
-        opsServer.closeAllConnections();
-      });
+      await closeHttpServer(opsServer);
       await redisBackend?.store.close();
     },
   };

@@ -18,10 +18,11 @@ export async function runServer(config: ServeConfig): Promise<void> {
   try {
     server = await startServer(config, { logger });
   } catch (err) {
+    // startServer has closed everything it opened; exit at once all the same, so nothing that a
+    // library keeps running (a reconnecting client, a timer) holds up a process that is not serving.
     logger.fatal({ err: (err as Error).message }, "countersign could not start");
     process.stderr.write(`countersign serve: ${(err as Error).message}\n`);
-    process.exitCode = 1;
-    return;
+    process.exit(1);
   }
   if (config.developmentIdentity !== undefined) {
     process.stderr.write(
@@ -77,8 +78,7 @@ async function runSlackGateway(config: ServeConfig, logger: Logger): Promise<voi
   } catch (err) {
     logger.fatal({ err: (err as Error).message }, "the Slack gateway could not start");
     process.stderr.write(`countersign serve: ${(err as Error).message}\n`);
-    process.exitCode = 1;
-    return;
+    process.exit(1);
   }
   let stopping = false;
   const stop = (signal: string) => {

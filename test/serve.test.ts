@@ -1,9 +1,11 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { addServeCommand } from "../clients/cli/serve-command.js";
 import { ConfigError, loadServeConfig } from "../server/config/config.js";
 import { createTestPki, type TestPki } from "./support/certs.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
@@ -22,6 +24,26 @@ function problems(flags: Parameters<typeof loadServeConfig>[0], env: NodeJS.Proc
 }
 
 describe("serve configuration", () => {
+  it("documents every visible `serve` flag, with its environment variable, in the README's configuration reference", () => {
+    const program = new Command();
+    addServeCommand(program);
+    const serve = program.commands.find((c) => c.name() === "serve");
+    const readme = readFileSync(join(import.meta.dirname, "../README.md"), "utf8");
+    const reference = readme.slice(readme.indexOf("## Configuration reference"));
+    const table = reference.slice(0, reference.indexOf("\n## "));
+    const documented = new Set([...table.matchAll(/`(--[a-z-]+)`/g)].map((m) => m[1]));
+    const visible = (serve?.options ?? []).filter((o) => !o.hidden);
+    expect(visible.length).toBeGreaterThan(30);
+    for (const option of visible) {
+      expect(documented, option.long).toContain(option.long);
+      const env = /\[(COUNTERSIGN_[A-Z_]+)\]/.exec(option.description)?.[1];
+      expect(env, `${option.long} names its environment variable`).toBeDefined();
+      const row = table.split("\n").find((line) => line.includes(`\`${option.long}\``)) ?? "";
+      expect(row.includes(env ?? "") || row.includes("…_"), `${option.long}: ${env} in its row`).toBe(true);
+    }
+    expect([...documented].filter((flag) => !visible.some((o) => o.long === flag))).toEqual([]);
+  });
+
   it("reports every bad setting at once, one line each", () => {
     const found = problems(
       {
@@ -42,6 +64,36 @@ describe("serve configuration", () => {
       expect.stringMatching(/^--heartbeat-interval: /),
       "ADMIN_TOKEN must be at least 16 characters",
     ]);
+  });
+
+  it("reports bad identity sources, caps and timeouts, and defaults to URI identities and safe limits", () => {
+    expect(
+      problems({
+        policy: "p",
+        identityFrom: "uri,email",
+        maxStreams: "0",
+        maxConnectionsPerPeer: "many",
+        handshakeTimeout: "soon",
+      }),
+    ).toEqual([
+      '--identity-from "uri,email": expected uri, dns or cn, comma-separated (e.g. uri,dns)',
+      '--max-streams "0": expected a whole number ≥ 1',
+      expect.stringMatching(/^--handshake-timeout: /),
+      '--max-connections-per-peer "many": expected a whole number ≥ 1',
+    ]);
+    const config = loadServeConfig({ policy: "p", identityFrom: "DNS, uri" }, {});
+    expect(config.identitySources).toEqual(["dns", "uri"]);
+    expect(loadServeConfig({ policy: "p" }, {}).identitySources).toEqual(["uri"]);
+    expect(loadServeConfig({ policy: "p" }, {}).limits).toEqual({
+      maxStreamsPerIdentity: 1000,
+      maxStreams: 10_000,
+      maxConnectionAgeMs: 3_600_000,
+      maxConnectionAgeGraceMs: 60_000,
+      handshakeTimeoutMs: 10_000,
+      idleTimeoutMs: 300_000,
+      maxConnections: 10_000,
+      maxConnectionsPerPeer: 1000,
+    });
   });
 
   it("takes each flag from its environment variable, and secrets from *_FILE", () => {

@@ -63,6 +63,12 @@ export function addServeCommand(program: Command): void {
     )
     .addOption(
       new Option(
+        "--identity-from <sources>",
+        "where a client certificate's identity comes from: uri, dns, cn, comma-separated, first found wins [COUNTERSIGN_IDENTITY_FROM] (default uri)",
+      ),
+    )
+    .addOption(
+      new Option(
         "--heartbeat-interval <duration>",
         "keep-alive interval of idle watch streams [COUNTERSIGN_HEARTBEAT_INTERVAL] (default 15s)",
       ),
@@ -184,6 +190,54 @@ export function addServeCommand(program: Command): void {
     .addOption(new Option("--api-tls-key <file>", "the gateway's client key (PEM) [COUNTERSIGN_API_TLS_KEY]"))
     .addOption(
       new Option("--api-tls-ca <file>", "CA of the API's server certificate (PEM) [COUNTERSIGN_API_TLS_CA]"),
+    )
+    .addOption(
+      new Option(
+        "--max-streams-per-identity <n>",
+        "most watch streams one identity may have open [COUNTERSIGN_MAX_STREAMS_PER_IDENTITY] (default 1000)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--max-streams <n>",
+        "most watch streams open on this server [COUNTERSIGN_MAX_STREAMS] (default 10000)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--max-connection-age <duration>",
+        "connections older than this are asked to reconnect [COUNTERSIGN_MAX_CONNECTION_AGE] (default 1h)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--max-connection-age-grace <duration>",
+        "then closed after this grace [COUNTERSIGN_MAX_CONNECTION_AGE_GRACE] (default 1m)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--handshake-timeout <duration>",
+        "a connection must finish TLS and send a request within this [COUNTERSIGN_HANDSHAKE_TIMEOUT] (default 10s)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--idle-timeout <duration>",
+        "a connection with no call open this long is closed [COUNTERSIGN_IDLE_TIMEOUT] (default 5m)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--max-connections <n>",
+        "most connections per API port [COUNTERSIGN_MAX_CONNECTIONS] (default 10000)",
+      ),
+    )
+    .addOption(
+      new Option(
+        "--max-connections-per-peer <n>",
+        "most connections per API port from one address [COUNTERSIGN_MAX_CONNECTIONS_PER_PEER] (default 1000)",
+      ),
     )
     .addOption(
       new Option(

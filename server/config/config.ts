@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parseDuration } from "../policy/duration.js";
 import type { RedisSettings } from "../store/redis-connection.js";
+import { type IdentitySource, identitySources } from "../transport/peer.js";
 
 /** A `host:port` to listen on. */
 export interface ListenAddress {
@@ -23,6 +24,8 @@ export interface ServeConfig {
   developmentIdentity?: string;
   requesters: string[] | "any";
   deciders: string[];
+  /** Where in a client certificate the caller's identity comes from, in order (`--identity-from`). */
+  identitySources: IdentitySource[];
   adminToken?: string;
   heartbeatMs: number;
   /** Approval store: `memory` (one process) or `redis` (see `redis`). */
@@ -47,8 +50,30 @@ export interface ServeConfig {
   components: { api: boolean; slack: boolean };
   /** The Slack gateway's settings; undefined when it does not run. */
   slack?: SlackConfig;
+  /** Caps on watch streams and connections, and connection timeouts, on both API ports. */
+  limits: ConnectionLimits;
   /** Host `countersign.bench.v1.EchoService`, the benchmark's floor (`--bench-echo`). @default false */
   benchEcho?: boolean;
+}
+
+/** Caps and timeouts that keep one client (or many slow ones) from exhausting the server. */
+export interface ConnectionLimits {
+  /** Most watch streams one identity may have open (`--max-streams-per-identity`). */
+  maxStreamsPerIdentity: number;
+  /** Most watch streams open on the server (`--max-streams`). */
+  maxStreams: number;
+  /** Connections older than this are asked to go away (GOAWAY), then closed after the grace. */
+  maxConnectionAgeMs: number;
+  /** How long calls on a connection past its age may go on before it is closed. */
+  maxConnectionAgeGraceMs: number;
+  /** A connection must finish TLS and send its first request within this time. */
+  handshakeTimeoutMs: number;
+  /** A connection with no call open for this long is closed. */
+  idleTimeoutMs: number;
+  /** Most connections open per port. */
+  maxConnections: number;
+  /** Most connections open per port from one peer address. */
+  maxConnectionsPerPeer: number;
 }
 
 /** The Slack gateway's settings (SPEC C5). */
@@ -86,6 +111,7 @@ export interface ServeFlags {
   requireClientCert?: boolean;
   requesters?: string;
   deciders?: string;
+  identityFrom?: string;
   heartbeatInterval?: string;
   store?: string;
   redisSentinels?: string;
@@ -108,6 +134,14 @@ export interface ServeFlags {
   apiTlsCert?: string;
   apiTlsKey?: string;
   apiTlsCa?: string;
+  maxStreamsPerIdentity?: string;
+  maxStreams?: string;
+  maxConnectionAge?: string;
+  maxConnectionAgeGrace?: string;
+  handshakeTimeout?: string;
+  idleTimeout?: string;
+  maxConnections?: string;
+  maxConnectionsPerPeer?: string;
   benchEcho?: boolean;
 }
 
@@ -124,6 +158,7 @@ export const serveEnv: Record<keyof ServeFlags, string> = {
   requireClientCert: "COUNTERSIGN_REQUIRE_CLIENT_CERT",
   requesters: "COUNTERSIGN_REQUESTERS",
   deciders: "COUNTERSIGN_DECIDERS",
+  identityFrom: "COUNTERSIGN_IDENTITY_FROM",
   heartbeatInterval: "COUNTERSIGN_HEARTBEAT_INTERVAL",
   store: "COUNTERSIGN_STORE",
   redisSentinels: "COUNTERSIGN_REDIS_SENTINELS",
@@ -146,6 +181,14 @@ export const serveEnv: Record<keyof ServeFlags, string> = {
   apiTlsCert: "COUNTERSIGN_API_TLS_CERT",
   apiTlsKey: "COUNTERSIGN_API_TLS_KEY",
   apiTlsCa: "COUNTERSIGN_API_TLS_CA",
+  maxStreamsPerIdentity: "COUNTERSIGN_MAX_STREAMS_PER_IDENTITY",
+  maxStreams: "COUNTERSIGN_MAX_STREAMS",
+  maxConnectionAge: "COUNTERSIGN_MAX_CONNECTION_AGE",
+  maxConnectionAgeGrace: "COUNTERSIGN_MAX_CONNECTION_AGE_GRACE",
+  handshakeTimeout: "COUNTERSIGN_HANDSHAKE_TIMEOUT",
+  idleTimeout: "COUNTERSIGN_IDLE_TIMEOUT",
+  maxConnections: "COUNTERSIGN_MAX_CONNECTIONS",
+  maxConnectionsPerPeer: "COUNTERSIGN_MAX_CONNECTIONS_PER_PEER",
   benchEcho: "COUNTERSIGN_BENCH_ECHO",
 };
 
@@ -164,7 +207,52 @@ const defaults = {
   heartbeatInterval: "15s",
   maxMessageBytes: String(1024 * 1024),
   logLevel: "info",
+  maxStreamsPerIdentity: "1000",
+  maxStreams: "10000",
+  maxConnectionAge: "1h",
+  maxConnectionAgeGrace: "1m",
+  handshakeTimeout: "10s",
+  idleTimeout: "5m",
+  maxConnections: "10000",
+  maxConnectionsPerPeer: "1000",
 };
+
+/** The caps and timeouts of `ConnectionLimits`, from their flags. */
+function parseConnectionLimits(
+  pick: (key: keyof ServeFlags) => string | undefined,
+  problems: string[],
+): ConnectionLimits {
+  const count = (key: keyof ServeFlags & keyof typeof defaults): number => {
+    const text = pick(key) ?? defaults[key];
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1) {
+      problems.push(`--${kebab(key)} ${JSON.stringify(text)}: expected a whole number ≥ 1`);
+      return Number(defaults[key]);
+    }
+    return n;
+  };
+  const duration = (key: keyof ServeFlags & keyof typeof defaults, min: number): number => {
+    const text = pick(key) ?? defaults[key];
+    try {
+      const ms = parseDuration(text);
+      if (ms < min) problems.push(`--${kebab(key)} must be at least ${min} ms`);
+      return ms;
+    } catch (err) {
+      problems.push(`--${kebab(key)}: ${(err as Error).message}`);
+      return parseDuration(defaults[key]);
+    }
+  };
+  return {
+    maxStreamsPerIdentity: count("maxStreamsPerIdentity"),
+    maxStreams: count("maxStreams"),
+    maxConnectionAgeMs: duration("maxConnectionAge", 1_000),
+    maxConnectionAgeGraceMs: duration("maxConnectionAgeGrace", 0),
+    handshakeTimeoutMs: duration("handshakeTimeout", 100),
+    idleTimeoutMs: duration("idleTimeout", 100),
+    maxConnections: count("maxConnections"),
+    maxConnectionsPerPeer: count("maxConnectionsPerPeer"),
+  };
+}
 
 /** The identity of every caller in development mode. */
 export const developmentIdentity = "local-dev";
@@ -415,6 +503,12 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
       ? ("any" as const)
       : parseList(requestersText);
   const deciders = parseList(pick("deciders"));
+  const identityFrom = parseList(pick("identityFrom")?.toLowerCase() ?? "uri");
+  const unknownSources = identityFrom.filter((s) => !(identitySources as readonly string[]).includes(s));
+  if (identityFrom.length === 0 || unknownSources.length > 0)
+    problems.push(
+      `--identity-from ${JSON.stringify(pick("identityFrom") ?? "")}: expected uri, dns or cn, comma-separated (e.g. uri,dns)`,
+    );
 
   let heartbeatMs = 15_000;
   try {
@@ -454,6 +548,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
     problems.push("ADMIN_TOKEN must be at least 16 characters");
 
   const auditFile = pick("auditFile");
+  const limits = parseConnectionLimits(pick, problems);
   const tracing = tracingFromEnv(env, problems);
   const slack = parseSlackSettings(pick, env, components, problems);
 
@@ -467,6 +562,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
     ...(tls === undefined ? { developmentIdentity } : { tls }),
     requesters,
     deciders,
+    identitySources: [...new Set(identityFrom as IdentitySource[])],
     ...(adminToken === undefined ? {} : { adminToken }),
     heartbeatMs,
     store,
@@ -480,6 +576,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
     ...(auditFile === undefined || auditFile === "" || auditFile === "-" ? {} : { auditFile }),
     ...(tracing === undefined ? {} : { tracing }),
     components: { api: components.api, slack: slack !== undefined },
+    limits,
     ...(flag("benchEcho") ? { benchEcho: true } : {}),
     ...(slack === undefined ? {} : { slack }),
   };

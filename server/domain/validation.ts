@@ -33,6 +33,31 @@ export function checkAction(v: Violations, field: string, action: string): void 
     v.add(field, "must start with a letter or digit and contain only letters, digits and . _ - :");
 }
 
+const slackMention = /^<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>$/i;
+const personPattern = /^[A-Za-z0-9._:/+@-]+$/;
+const emailPattern = /^[^@]+@[^@]+$/;
+
+/**
+ * The canonical form of a person named by a caller (e.g. `on_behalf_of`), so that one person has one
+ * spelling and rules that compare people (no self-approval) cannot be sidestepped: a Slack mention
+ * `<@U123>` or `<@U123|name>` becomes `U123`, an e-mail address is lower-cased, surrounding blanks go.
+ * Anything else with spaces, `<`, `>` or control characters is a violation of `field`. Empty stays empty.
+ */
+export function normalizePerson(v: Violations, field: string, value: string): string {
+  const trimmed = value.trim();
+  if (trimmed === "") return "";
+  const mention = slackMention.exec(trimmed);
+  if (mention !== null) return (mention[1] as string).toUpperCase();
+  if (!personPattern.test(trimmed) || (trimmed.includes("@") && !emailPattern.test(trimmed))) {
+    v.add(
+      field,
+      "must be a Slack user ID (U123, or a mention <@U123>), an e-mail address or a user name, without spaces or < >",
+    );
+    return trimmed;
+  }
+  return trimmed.includes("@") ? trimmed.toLowerCase() : trimmed;
+}
+
 /** Checks an approval id. */
 export function checkId(v: Violations, field: string, id: string): void {
   if (id === "") v.add(field, "is required");

@@ -9,7 +9,7 @@ import { PermissionDeniedError, UnauthenticatedError } from "../domain/errors.js
 import { rerequestInput, rerequestKeyPrefix, type VoteInput, validateVote } from "../domain/lifecycle.js";
 import { limits } from "../domain/limits.js";
 import type { Approval, JsonObject } from "../domain/types.js";
-import { checkId, Violations } from "../domain/validation.js";
+import { checkId, normalizePerson, Violations } from "../domain/validation.js";
 import type { ApprovalOperations } from "./approval-operations.js";
 import { type Caller, callerKey, type Role } from "./caller.js";
 import { approvalToMessage, createInputFromMessage, decisionFromMessage, rulesToMessage } from "./convert.js";
@@ -85,7 +85,11 @@ export function createApprovalService(options: ApprovalServiceOptions): ServiceI
     createApproval: (req, ctx) =>
       handle(async () => {
         const c = caller(ctx, "requester");
-        const result = await operations.create(createInputFromMessage(req), c.identity);
+        const input = createInputFromMessage(req);
+        const v = new Violations();
+        const onBehalfOf = normalizePerson(v, "on_behalf_of", input.onBehalfOf);
+        v.throwIfAny();
+        const result = await operations.create({ ...input, onBehalfOf }, c.identity);
         return { approval: approvalToMessage(result.approval), created: result.created };
       }),
 

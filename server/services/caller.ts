@@ -5,7 +5,7 @@ export type Role = "requester" | "decider";
 
 /** The authenticated client of a call, as established by the transport's identity interceptor. */
 export interface Caller {
-  /** From the client certificate (URI SAN, then DNS SAN, then CN), or the development identity. */
+  /** From the client certificate (the fields `--identity-from` names), or the development identity. */
   identity: string;
   roles: ReadonlySet<Role>;
 }

@@ -199,6 +199,19 @@ export function createMetrics(options: MetricsOptions = {}) {
     labelNames: ["method"] as const,
     registers,
   });
+  const connectionsClosed = new Counter({
+    name: "countersign_connections_closed_total",
+    help: "Connections refused or closed by the server's limits, by port (grpc, connect) and reason (refused_total, refused_peer, handshake_timeout, idle, max_age).",
+    labelNames: ["port", "reason"] as const,
+    registers,
+  });
+  const streamsRefused = new Counter({
+    name: "countersign_streams_refused_total",
+    help: "Watch streams refused with RESOURCE_EXHAUSTED, by scope (identity: one client's cap, total: the server's).",
+    labelNames: ["scope"] as const,
+    registers,
+  });
+  for (const scope of ["identity", "total"]) streamsRefused.inc({ scope }, 0);
   const schedulerLastRun = new Gauge({
     name: "countersign_scheduler_last_run_timestamp_seconds",
     help: "Unix time of the scheduler's last run that reached the store.",
@@ -318,6 +331,14 @@ export function createMetrics(options: MetricsOptions = {}) {
     /** A watch stream of RPC `method` opened (+1) or ended (-1). */
     watchStreams(method: string, delta: 1 | -1): void {
       watchStreams.inc({ method }, delta);
+    },
+    /** Counts a connection refused or closed by a limit. */
+    connectionClosed(port: "grpc" | "connect", reason: string): void {
+      connectionsClosed.inc({ port, reason });
+    },
+    /** Counts a watch stream refused by a cap. */
+    streamRefused(scope: "identity" | "total"): void {
+      streamsRefused.inc({ scope });
     },
     /** Counts a reminder sent for `approval`. */
     reminder(approval: Approval): void {

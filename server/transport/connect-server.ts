@@ -3,6 +3,11 @@ import * as http2 from "node:http2";
 import type { TLSSocket } from "node:tls";
 import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  type ConnectionGuardEvent,
+  type ConnectionGuardLimits,
+  guardConnections,
+} from "./connection-guard.js";
 import { type HostedService, maxMetadataBytes } from "./grpc-server.js";
 import { peerKey } from "./peer.js";
 import type { TlsMaterial } from "./tls.js";
@@ -15,6 +20,10 @@ export interface ConnectServerOptions {
   tls?: TlsMaterial;
   /** Largest request message accepted, in bytes. */
   readMaxBytes: number;
+  /** Connection caps and timeouts (none without). */
+  limits?: ConnectionGuardLimits;
+  /** Called for every connection the limits refuse or close. */
+  onConnectionEvent?: (event: ConnectionGuardEvent, address: string) => void;
 }
 
 /** Any of the server kinds we create. */
@@ -71,7 +80,11 @@ export function createConnectServer(options: ConnectServerOptions): ConnectHttpS
       return values;
     },
   });
-  if (options.tls === undefined) return http.createServer(handler);
+  const guard = (server: ConnectHttpServer) => {
+    if (options.limits !== undefined) guardConnections(server, options.limits, options.onConnectionEvent);
+    return server;
+  };
+  if (options.tls === undefined) return guard(http.createServer(handler));
   const tls = options.tls;
   const server = http2.createSecureServer(
     {
@@ -91,5 +104,5 @@ export function createConnectServer(options: ConnectServerOptions): ConnectHttpS
     open.add(session);
     session.once("close", () => open.delete(session));
   });
-  return server;
+  return guard(server);
 }

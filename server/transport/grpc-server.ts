@@ -396,6 +396,12 @@ export interface GrpcServerOptions {
   interceptors: Interceptor[];
   /** Largest request message accepted, in bytes. */
   maxReceiveMessageLength: number;
+  /**
+   * Connection limits (grpc-js channel options); none without. A connection is pinged after `idleTimeoutMs`
+   * without traffic and dropped when the ping is not answered within `pingTimeoutMs` (this also ends an
+   * HTTP/2 connection that never completes its preface, which the idle GOAWAY cannot).
+   */
+  connections?: { maxAgeMs: number; maxAgeGraceMs: number; idleTimeoutMs: number; pingTimeoutMs: number };
 }
 
 /** The grpc-js server with the hosted services, server reflection (v1, v1alpha) and `grpc.health.v1`. */
@@ -407,6 +413,15 @@ export function createGrpcServer(options: GrpcServerOptions): {
     "grpc.max_receive_message_length": options.maxReceiveMessageLength,
     "grpc.max_metadata_size": maxMetadataBytes,
     "grpc.keepalive_permit_without_calls": 1,
+    ...(options.connections === undefined
+      ? {}
+      : {
+          "grpc.max_connection_age_ms": options.connections.maxAgeMs,
+          "grpc.max_connection_age_grace_ms": options.connections.maxAgeGraceMs,
+          "grpc.max_connection_idle_ms": options.connections.idleTimeoutMs,
+          "grpc.keepalive_time_ms": options.connections.idleTimeoutMs,
+          "grpc.keepalive_timeout_ms": options.connections.pingTimeoutMs,
+        }),
   });
   for (const hosted of options.services) {
     const { definition, implementation } = createGrpcServiceDefinition(hosted, options.interceptors);

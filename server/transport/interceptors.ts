@@ -3,7 +3,7 @@ import type { PeerCertificate } from "node:tls";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { AdminService } from "../../gen/countersign/v1/admin_service_pb.js";
 import { adminKey, type Caller, callerKey, type Role } from "../services/caller.js";
-import { certificateIdentity, peerKey } from "./peer.js";
+import { certificateIdentity, certificateValidityProblem, type IdentitySource, peerKey } from "./peer.js";
 
 /** Options of `createIdentityInterceptor`. */
 export interface IdentityOptions {
@@ -16,12 +16,18 @@ export interface IdentityOptions {
   requesters: readonly string[] | "any";
   /** Identities allowed to submit decisions (the Slack gateway). */
   deciders: readonly string[];
+  /** Where in the certificate the identity comes from (`--identity-from`). @default ["uri"] */
+  identitySources?: readonly IdentitySource[];
+  /** The time certificates are checked against. @default Date.now */
+  now?: () => number;
 }
 
 /**
  * Establishes the caller of every call from the peer's verified certificate and the configured roles,
  * and puts it in the `callerKey` context value. Calls without a certificate carry no caller; the
- * services refuse them with UNAUTHENTICATED where one is needed.
+ * services refuse them with UNAUTHENTICATED where one is needed. A certificate that names no identity
+ * of the configured sources (or an empty one), or that has expired since its connection was opened, is
+ * refused with UNAUTHENTICATED at every call.
  */
 export function createIdentityInterceptor(options: IdentityOptions): Interceptor {
   const requesters = options.requesters === "any" ? undefined : new Set(options.requesters);
@@ -29,9 +35,14 @@ export function createIdentityInterceptor(options: IdentityOptions): Interceptor
   const dev = options.developmentIdentity;
   const devCaller: Caller | undefined =
     dev === undefined ? undefined : { identity: dev, roles: new Set<Role>(["requester", "decider"]) };
-  const fromCertificate = (cert: PeerCertificate): Caller | undefined => {
-    const identity = certificateIdentity(cert);
-    if (identity === undefined) return undefined;
+  const sources = options.identitySources ?? ["uri"];
+  const now = options.now ?? Date.now;
+  const fromCertificate = (cert: PeerCertificate): Caller => {
+    const expired = certificateValidityProblem(cert, now());
+    if (expired !== undefined) throw new ConnectError(expired, Code.Unauthenticated);
+    const named = certificateIdentity(cert, sources);
+    if ("problem" in named) throw new ConnectError(named.problem, Code.Unauthenticated);
+    const identity = named.identity;
     const roles = new Set<Role>();
     if (requesters === undefined || requesters.has(identity)) roles.add("requester");
     if (deciders.has(identity)) roles.add("decider");

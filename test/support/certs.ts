@@ -101,11 +101,14 @@ export interface TestPki {
   paths: { ca: string; serverCert: string; serverKey: string };
 }
 
-/** Identities in the test certificates. */
+/**
+ * Identities in the test certificates: URI SANs, where the server takes identities from by default
+ * (`--identity-from uri`). Each certificate also has a DNS SAN or CN that must not stand for it.
+ */
 export const testIdentities = {
   requester: "spiffe://countersign.test/ci-pipeline",
-  decider: "slack-gateway.countersign.test",
-  stranger: "stranger",
+  decider: "spiffe://countersign.test/slack-gateway",
+  stranger: "spiffe://countersign.test/stranger",
 } as const;
 
 /** Makes a fresh test PKI (RSA keys by Node's native generator through forge: well under a second each). */
@@ -117,8 +120,12 @@ export function createTestPki(): TestPki {
     ca: ca.cert,
     server,
     requester: ca.issue({ commonName: "ci", uris: [testIdentities.requester], dns: ["ci.countersign.test"] }),
-    decider: ca.issue({ commonName: "gateway", dns: [testIdentities.decider] }),
-    stranger: ca.issue({ commonName: testIdentities.stranger }),
+    decider: ca.issue({
+      commonName: "gateway",
+      uris: [testIdentities.decider],
+      dns: ["slack-gateway.countersign.test"],
+    }),
+    stranger: ca.issue({ commonName: "stranger", uris: [testIdentities.stranger] }),
     foreign: foreignCa.issue({ commonName: "intruder", uris: [testIdentities.requester] }),
     foreignCa: foreignCa.cert,
   };

@@ -83,7 +83,7 @@ function paramsShown(sections: string[]): unknown {
   return JSON.parse(text);
 }
 
-async function create(action: string, params: JsonObject, extra: Record<string, string> = {}) {
+async function create(action: string, params: JsonObject, extra: Record<string, unknown> = {}) {
   const { approvals } = bed.ts.clients(pki.requester, "grpc");
   const { approval } = await approvals.createApproval({ action, title: "Deploy api", params, ...extra });
   if (approval === undefined) throw new Error("no approval");
@@ -126,7 +126,7 @@ describe("what approvers see in Slack", () => {
       {
         title: `Deploy ${rlo}lanigiro\u2066`,
         justification: `fix\u200D now\nsecond line <@U1>`,
-        onBehalfOf: `mallory${rlo}`,
+        origin: { repo: `acme${rlo}/api`, links: [{ label: `log${rlo}s`, url: "https://ci.example/run/1" }] },
       },
     );
     const posted = await bed.waitForMessage(approval.id, () => true, "the approval message");
@@ -137,7 +137,8 @@ describe("what approvers see in Slack", () => {
     expect((posted.blocks[0] as { text: { text: string } }).text.text).toBe(
       "🔐 Deploy \\u202Elanigiro\\u2066",
     );
-    expect(text).toContain("`mallory\\u202E`");
+    expect(text).toContain("repo `acme\\u202E/api`");
+    expect(text).toContain("<https://ci.example/run/1|log\\u202Es>");
     expect(text).toContain(">fix\\u200D now\n>second line &lt;@U1&gt;");
     expect(text).toContain('"image\\u202E": "evil\\u202Egnp.exe"');
     expect(text).toContain('"note": "a\\u200Bb\\u0007c&lt;!channel&gt;"');

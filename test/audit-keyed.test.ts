@@ -16,7 +16,8 @@ import { type VerifyOptions, verifyAuditFiles } from "../server/audit/audit-veri
 import { canonicalJson } from "../server/domain/hashing.js";
 import type { JsonObject } from "../server/domain/types.js";
 import { type RedisServer, startRedis } from "./support/redis.js";
-import { startTestServer } from "./support/test-server.js";
+import { startServerProcess } from "./support/server-process.js";
+import { startTestServer, testPolicy } from "./support/test-server.js";
 import { waitFor } from "./support/wait.js";
 
 const run = promisify(execFile);
@@ -278,5 +279,43 @@ describe("checkpoints of a real server in Redis", () => {
     );
     expect("code" in failed && failed.code).toBe(1);
     expect(failed.stdout).toContain(`the log ends at seq ${total - 2}, but the checkpoint of`);
+  }, 60_000);
+});
+
+describe("`countersign serve` and SIGHUP", () => {
+  it("reopens the audit file after it was rotated away", async () => {
+    const dir = tmp();
+    const policy = join(dir, "policies.yaml");
+    writeFileSync(policy, testPolicy);
+    const file = join(dir, "audit.jsonl");
+    const server = await startServerProcess(
+      [
+        ...["--grpc-listen", "127.0.0.1:0", "--connect-listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"],
+        ...["--policy", policy, "--audit-file", file],
+      ],
+      { env: { AUDIT_KEY: secret } },
+    );
+    try {
+      await waitFor(
+        () => existsSync(file) && readFileSync(file, "utf8").includes("policy_reloaded"),
+        10_000,
+        "the first lines",
+      );
+      renameSync(file, `${file}.1`);
+      server.child.kill("SIGHUP");
+      // The reload that SIGHUP also runs writes a line: into a new file at the path.
+      await waitFor(() => server.output().includes('"msg":"audit log reopened"'), 10_000, "the reopen");
+      expect(server.output()).toContain('"reason":"reopen requested"');
+      await waitFor(
+        () => existsSync(file) && readFileSync(file, "utf8").includes('"trigger":"reload"'),
+        10_000,
+        "a line in the new file",
+      );
+    } finally {
+      await server.stop();
+    }
+    const report = await verifyAuditFiles([`${file}.1`, file], { keys: [key] });
+    expect(report.ok).toBe(true);
+    expect(report.chains[0]).toMatchObject({ closed: true, keyIds: [key.id] });
   }, 60_000);
 });

@@ -13,6 +13,7 @@ import {
   genesisHash,
 } from "../server/audit/audit-record.js";
 import { type VerifyOptions, verifyAuditFiles } from "../server/audit/audit-verify.js";
+import { loadServeConfig } from "../server/config/config.js";
 import { canonicalJson } from "../server/domain/hashing.js";
 import type { JsonObject } from "../server/domain/types.js";
 import { type RedisServer, startRedis } from "./support/redis.js";
@@ -318,4 +319,24 @@ describe("`countersign serve` and SIGHUP", () => {
     expect(report.ok).toBe(true);
     expect(report.chains[0]).toMatchObject({ closed: true, keyIds: [key.id] });
   }, 60_000);
+});
+
+describe("audit settings", () => {
+  const flags = { policy: "p.yaml" };
+  it("take the key from AUDIT_KEY or AUDIT_KEY_FILE, and refuse a short one", () => {
+    const file = join(tmp(), "audit.key");
+    writeFileSync(file, `${secret}\n`);
+    expect(loadServeConfig(flags, { AUDIT_KEY_FILE: file }).auditKey).toBe(secret);
+    expect(loadServeConfig(flags, {}).auditKey).toBeUndefined();
+    expect(() => loadServeConfig(flags, { AUDIT_KEY: "short" })).toThrow(
+      "AUDIT_KEY must be at least 32 characters (e.g. openssl rand -base64 32)",
+    );
+    expect(() => loadServeConfig(flags, { AUDIT_KEY: secret, AUDIT_KEY_FILE: file })).toThrow(
+      "AUDIT_KEY and AUDIT_KEY_FILE are both set; set one",
+    );
+    expect(loadServeConfig({ ...flags, auditCheckpointInterval: "1m" }, {}).auditCheckpointMs).toBe(60_000);
+    expect(() => loadServeConfig({ ...flags, auditCheckpointInterval: "10ms" }, {})).toThrow(
+      "--audit-checkpoint-interval must be between 100ms and 1h",
+    );
+  });
 });

@@ -355,12 +355,13 @@ export function createAuditLog(options: AuditLogOptions = {}): AuditLog {
       write("audit_stopped", { events: seq + 1 });
       closed = true;
       clearInterval(checkpointTimer);
-      const opening = await opened.then(
-        () => undefined,
-        (err: unknown) => err,
+      const openFailed = await opened.then(
+        () => false,
+        () => true,
       );
-      if (opening !== undefined) return;
+      // Stops the retries too when the file never opened.
       const lost = await sink.close();
+      if (openFailed) return;
       if (lost !== undefined) onError(new Error(`audit lines left unwritten at close: ${lost}`));
       await checkpoint();
     },

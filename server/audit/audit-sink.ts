@@ -173,8 +173,10 @@ export function createAuditSink(options: AuditSinkOptions): AuditSink {
     if (running !== undefined || retryTimer !== undefined) return;
     running = run().finally(() => {
       running = undefined;
-      // Lines queued while a batch was being written.
-      if (queue.length > 0 && failing === undefined) kick();
+      // Lines queued while a batch was being written, or a drain that asked for an attempt now while
+      // this run was ending (it cleared the retry timer).
+      if (queue.length > 0 && retryTimer === undefined && (failing === undefined || waiters.length > 0))
+        kick();
     });
   }
 

@@ -150,6 +150,7 @@ export async function createObservability(options: ObservabilityOptions): Promis
   try {
     await audit.ready();
   } catch (err) {
+    await audit.close();
     throw new Error(`cannot open the audit file ${destination}: ${(err as Error).message}`);
   }
   metrics.audit.observe(() => audit.unavailableReason() === undefined, audit.keyed);

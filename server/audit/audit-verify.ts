@@ -251,7 +251,7 @@ export function createAuditVerifier(options: VerifyOptions = {}) {
         if (cp === newest || (firstTime !== undefined && cp.time >= firstTime))
           all.push(
             `chain ${cp.chain} has no line in the files, but its checkpoint of ${cp.time} recorded seq ${cp.seq}: ` +
-              "its lines were removed, or the newest file is missing",
+              "its lines were removed, or the newest file is missing (or they are in another replica's files)",
           );
       }
       return {

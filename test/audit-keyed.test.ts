@@ -195,7 +195,53 @@ describe("a keyed, checkpointed audit chain against someone who can write the fi
     expect("code" in failed && failed.code).toBe(1);
     expect(failed.stdout).toContain("BROKEN at seq 21: the log ends at seq 20");
     expect(failed.stdout).toContain("FAILED");
-  });
+
+    // Every other attack, from the command line too.
+    const forged = await writeKeyedChain(20, otherKey);
+    const forgedKeys = join(dir, "forged.keys");
+    writeFileSync(forgedKeys, `${secret}\n`);
+    const attacks: [string, string[], string][] = [
+      [
+        "edited and recomputed",
+        [writeLines(rechain(chain.lines, 6, (b, i) => (i === 6 ? { ...b, reason: "x" } : b)))],
+        "BROKEN at seq 7: seq 7 was changed",
+      ],
+      [
+        "deleted and renumbered",
+        [
+          writeLines(
+            rechain(
+              chain.lines.filter((_, i) => i !== 11),
+              11,
+              (b, i) => ({ ...b, seq: i + 1 }),
+            ),
+          ),
+        ],
+        "BROKEN at seq 12: seq 12 was changed",
+      ],
+      ["forged with another key", [forged.file], `which is not among the keys given`],
+      ["newest rotated file deleted", [writeLines(chain.lines.slice(0, 10))], "the log ends at seq 10"],
+    ];
+    const results = await Promise.all(
+      attacks.map(([, files]) =>
+        run(process.execPath, [
+          ...cli,
+          "audit",
+          "verify",
+          "--key-file",
+          forgedKeys,
+          "--checkpoints",
+          checkpoints,
+          ...files,
+        ]).catch((err: { code: number; stdout: string }) => err),
+      ),
+    );
+    for (const [i, [name, , problem]] of attacks.entries()) {
+      const result = results[i] as { code?: number; stdout: string };
+      expect(result.code, name).toBe(1);
+      expect(result.stdout, name).toContain(problem);
+    }
+  }, 60_000);
 });
 
 describe("log rotation: the writer reopens the path", () => {

@@ -146,7 +146,11 @@ export async function startServer(
     },
     onWatchError: (err) => logger.error({ err: err.message }, "policy file watch failed"),
   });
-  const loaded = await policies.load();
+  const loaded = await policies.load().catch(async (err: unknown) => {
+    await observability.close();
+    await redisBackend?.store.close();
+    throw err;
+  });
   logger.info(
     { policy_sha256: loaded.sha256, policies: loaded.policySet.policies.length },
     "policies loaded",

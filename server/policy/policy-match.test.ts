@@ -176,7 +176,7 @@ describe("matching cost against hostile action names", () => {
   // Each of these takes a backtracking regex (what picomatch compiles) exponential or high-polynomial
   // time on a near-miss name; `*a*a*…*b` against 128 a's is about 128^k / k! attempts.
   const hostile: [string, string, string][] = [
-    ["many stars", "*a".repeat(20) + "*b", "a".repeat(n)],
+    ["many stars", `${"*a".repeat(20)}*b`, "a".repeat(n)],
     [
       "stars at the schema's longest glob",
       `${"*a".repeat((maxGlobLength - 2) / 2)}*b`.slice(0, maxGlobLength),

@@ -216,7 +216,8 @@ export function compileActionGlob(glob: string, counter?: GlobMatchCounter): (ac
   try {
     nodes = parseGlob(glob);
   } catch (error) {
-    if (error instanceof GlobSyntaxError) throw new Error(`invalid glob ${JSON.stringify(glob)}: ${error.message}`);
+    if (error instanceof GlobSyntaxError)
+      throw new Error(`invalid glob ${JSON.stringify(glob)}: ${error.message}`);
     throw error;
   }
   if (nodes.every((n) => n.kind === "char")) return (action) => action === glob;

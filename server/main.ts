@@ -8,6 +8,8 @@ import { EchoService } from "../gen/countersign/bench/v1/echo_pb.js";
 import { AdminService } from "../gen/countersign/v1/admin_service_pb.js";
 import { ApprovalService } from "../gen/countersign/v1/approval_service_pb.js";
 import { createArchiveWriter } from "./archive/archive-writer.js";
+import { createMemoryCheckpointStore, createRedisCheckpointStore } from "./audit/audit-checkpoints.js";
+import { gateStateChanges } from "./audit/audit-gate.js";
 import { createEchoService } from "./bench/echo-service.js";
 import type { ServeConfig } from "./config/config.js";
 import { type Clock, systemClock } from "./domain/clock.js";
@@ -77,6 +79,8 @@ export interface RunningServer {
   slackEventsUrl?: string;
   /** Re-reads the policy file (as SIGHUP does); a bad file keeps the current set. */
   reloadPolicies(): Promise<void>;
+  /** Reopens the audit file before its next write (as SIGHUP does, after log rotation). */
+  reopenAuditLog(): void;
   /** Stops accepting calls, ends open streams and releases everything. */
   close(): Promise<void>;
 }
@@ -175,11 +179,24 @@ async function startServerSteps(
   opened: OpenedResources,
 ): Promise<RunningServer> {
   const clock = deps.clock ?? systemClock;
+  const onListenerError = (err: unknown) => logger.error({ err }, "change listener failed");
+  const redisBackend =
+    deps.store === undefined && config.redis !== undefined
+      ? openRedisBackend(config.redis, logger, onListenerError)
+      : undefined;
+  // Opened first (the audit log keeps its checkpoints there), so closed last.
+  if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   // Audit, metrics and tracing come first: they see the first policy load.
   const observability = await createObservability({
     clock,
     logger,
     ...(config.auditFile === undefined ? {} : { auditDestination: config.auditFile }),
+    ...(config.auditKey === undefined ? {} : { auditKey: config.auditKey }),
+    auditCheckpointMs: config.auditCheckpointMs,
+    auditCheckpoints:
+      redisBackend === undefined || config.redis === undefined
+        ? createMemoryCheckpointStore()
+        : createRedisCheckpointStore(redisBackend.connections.command, config.redis.keyPrefix),
     ...(deps.spanExporter !== undefined
       ? { tracing: { exporter: deps.spanExporter, batch: false } }
       : config.tracing === undefined
@@ -212,19 +229,15 @@ async function startServerSteps(
     "policies loaded",
   );
 
-  const onListenerError = (err: unknown) => logger.error({ err }, "change listener failed");
-  const redisBackend =
-    deps.store === undefined && config.redis !== undefined
-      ? openRedisBackend(config.redis, logger, onListenerError)
-      : undefined;
   const store =
     deps.store ??
     redisBackend?.store ??
     createMemoryApprovalStore({ onListenerError, now: () => clock.now() });
-  opened.add("approval store", () => store.close());
+  if (store !== redisBackend?.store) opened.add("approval store", () => store.close());
   const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
   // Traced (when tracing is on) for the calls that serve RPCs; the scheduler's polling is not traced.
-  const tracedStore = observability.store(store);
+  // No state change without its audit line: while the audit log cannot be written, they fail closed.
+  const tracedStore = gateStateChanges(observability.store(store), observability.audit);
   const operations = createApprovalOperations({
     store: tracedStore,
     policies,
@@ -388,6 +401,10 @@ async function startServerSteps(
       return undefined;
     },
   };
+  readiness.audit = async () => {
+    const reason = observability.audit.unavailableReason();
+    return reason === undefined ? undefined : `audit log unavailable: ${reason}`;
+  };
   if (slackGateway !== undefined) readiness.slack = slackReadiness(slackGateway);
   // grpc.health.v1 follows readiness: on every /readyz and every 5 s.
   const readinessMonitor = createReadinessMonitor({
@@ -447,6 +464,9 @@ async function startServerSteps(
       // The outcome, good or bad, is logged by onReload.
       await policies.reload({ dryRun: false }).catch(() => undefined);
     },
+    reopenAuditLog() {
+      observability.audit.reopen();
+    },
     async close() {
       // Graceful: report not serving, end open watches with UNAVAILABLE (clients resume on another
       // replica), stop accepting, let calls in flight finish (bounded), then release everything.
@@ -467,8 +487,9 @@ async function startServerSteps(
       await closeHttpServer(opsServer);
       tls?.close();
       await policies.close();
-      await store.close();
+      // The audit log first: its last checkpoint goes to the store (Redis) before that closes.
       await observability.close();
+      await store.close();
     },
   };
   logger.info(

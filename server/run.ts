@@ -8,7 +8,8 @@ function connectCliFlags(connectUrl: string): string {
 }
 
 /**
- * Runs the server as `countersign serve` does: SIGHUP reloads the policies, SIGINT / SIGTERM stop it.
+ * Runs the server as `countersign serve` does: SIGHUP reloads the policies and reopens the audit file
+ * (after log rotation), SIGINT / SIGTERM stop it.
  * In development mode it prints, for every new approval, a command that decides it.
  */
 export async function runServer(config: ServeConfig): Promise<void> {
@@ -66,6 +67,7 @@ export async function runServer(config: ServeConfig): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGHUP", () => {
+    server.reopenAuditLog();
     server.reloadPolicies().catch(() => {});
   });
 }

@@ -47,6 +47,7 @@ describe("Prometheus alert rules", () => {
       "CountersignStoreUnavailable",
       "CountersignApprovalsStuckPastExpiry",
       "CountersignSchedulerNotRunning",
+      "CountersignAuditLogUnwritable",
     ]);
     expect(rules.find((r) => r.alert === "CountersignCreateLatencyHigh")?.expr).toContain("> 0.12");
     expect(rules.find((r) => r.alert === "CountersignDecideLatencyHigh")?.expr).toContain("> 0.25");

@@ -290,8 +290,8 @@ describe("audit log of a real server", () => {
 
   it("`countersign audit verify` and `audit export` work from the command line", async () => {
     const ok = await run(process.execPath, [...cli, "audit", "verify", ts.auditPath]);
-    expect(ok.stdout).toContain(`events, intact (closed)`);
-    expect(ok.stdout).toContain("1 chain(s), 0 broken, 0 other line(s) ignored: OK");
+    expect(ok.stdout).toContain(`events, intact (closed), UNKEYED`);
+    expect(ok.stdout).toContain("1 chain(s), 0 broken, 0 problem(s), 0 other line(s) ignored: OK");
 
     const dir = mkdtempSync(join(tmpdir(), "countersign-audit-cli-"));
     const tampered = join(dir, "tampered.log");

@@ -61,7 +61,7 @@ describe("health: /healthz, /readyz and grpc.health.v1", () => {
     expect(await get("/healthz")).toEqual({ status: 200, body: { status: "ok" } });
     expect(await get("/readyz")).toEqual({
       status: 200,
-      body: { status: "ready", checks: { policy: "ok", store: "ok" } },
+      body: { status: "ready", checks: { policy: "ok", store: "ok", audit: "ok" } },
     });
   });
 
@@ -78,7 +78,10 @@ describe("health: /healthz, /readyz and grpc.health.v1", () => {
     expect((await health.check({ service: "" })).status).toBe(Status.NOT_SERVING);
     expect(await get("/readyz")).toEqual({
       status: 503,
-      body: { status: "not ready", checks: { policy: "ok", store: "connect ECONNREFUSED 127.0.0.1:6390" } },
+      body: {
+        status: "not ready",
+        checks: { policy: "ok", store: "connect ECONNREFUSED 127.0.0.1:6390", audit: "ok" },
+      },
     });
     const metrics = await (await fetch(`${ts.server.opsUrl}/metrics`)).text();
     expect(metrics).toMatch(/^countersign_store_up 0$/m);

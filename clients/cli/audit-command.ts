@@ -1,8 +1,17 @@
+import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
+import { createRedisCheckpointStore } from "../../server/audit/audit-checkpoints.js";
 import { type AuditExportFilter, auditOutcomes, exportAuditEvents } from "../../server/audit/audit-export.js";
-import type { AuditOutcome } from "../../server/audit/audit-record.js";
-import { type VerifyReport, verifyAuditFiles } from "../../server/audit/audit-verify.js";
+import {
+  type AuditCheckpoint,
+  type AuditKey,
+  type AuditOutcome,
+  parseAuditKeys,
+} from "../../server/audit/audit-record.js";
+import { readCheckpoints, type VerifyReport, verifyAuditFiles } from "../../server/audit/audit-verify.js";
+import { loadStoreConfig } from "../../server/config/config.js";
 import { durationPatternSource, parseDuration } from "../../server/policy/duration.js";
+import { createRedisConnections } from "../../server/store/redis-connection.js";
 
 const durationPattern = new RegExp(durationPatternSource);
 
@@ -17,23 +26,66 @@ export function parseTimeBound(text: string, now = Date.now()): number {
   return time;
 }
 
-/** The text report of `audit verify`: one line per chain, then a summary. */
+/** The text report of `audit verify`: one line per chain, the problems, then a summary. */
 export function formatVerifyReport(report: VerifyReport): string {
   const lines = report.chains.map((c) => {
     const state = c.closed ? "closed" : "open";
-    if (c.break === undefined) return `chain ${c.chain}: ${c.lines} events, intact (${state})`;
-    return (
-      `chain ${c.chain}: ${c.lines} events, BROKEN at seq ${c.break.seq}: ${c.break.problem} ` +
-      `(${c.break.at.file}:${c.break.at.line})`
-    );
+    if (c.break !== undefined) {
+      const at = c.break.at.line === 0 ? c.break.at.file : `${c.break.at.file}:${c.break.at.line}`;
+      return `chain ${c.chain}: ${c.lines} events, BROKEN at seq ${c.break.seq}: ${c.break.problem} (${at})`;
+    }
+    const sealing =
+      c.keyIds.length === 0
+        ? "UNKEYED: tamper-evident only against accidents, not against anyone who can write the file"
+        : `keyed (key ${c.keyIds.join(", ")})`;
+    const checkpoint = c.checkpoint === undefined ? "" : `, checkpoint seq ${c.checkpoint.seq} reached`;
+    return `chain ${c.chain}: ${c.lines} events, intact (${state}), ${sealing}${checkpoint}`;
   });
   if (report.chains.length === 0) lines.push("no audit events found");
+  for (const problem of report.problems) lines.push(`PROBLEM: ${problem}`);
+  if (report.checkpoints === 0)
+    lines.push("no checkpoint given: lines cut from the end or a deleted newest file cannot be detected");
   const broken = report.chains.filter((c) => c.break !== undefined).length;
   lines.push(
-    `${report.chains.length} chain(s), ${broken} broken, ${report.otherLines} other line(s) ignored: ` +
-      (report.ok ? "OK" : "FAILED"),
+    `${report.chains.length} chain(s), ${broken} broken, ${report.problems.length} problem(s), ` +
+      `${report.otherLines} other line(s) ignored: ${report.ok ? "OK" : "FAILED"}`,
   );
   return `${lines.join("\n")}\n`;
+}
+
+/** The keys of every key file. */
+async function readKeyFiles(files: readonly string[]): Promise<AuditKey[]> {
+  const keys: AuditKey[] = [];
+  for (const file of files) {
+    try {
+      keys.push(...parseAuditKeys(await readFile(file, "utf8")));
+    } catch (err) {
+      throw new Error(`--key-file ${file}: ${(err as Error).message}`);
+    }
+  }
+  return keys;
+}
+
+/** The checkpoints kept in Redis (`--store redis://...`). */
+async function readStoreCheckpoints(
+  store: string,
+  keyPrefix: string | undefined,
+): Promise<AuditCheckpoint[]> {
+  const settings = loadStoreConfig(
+    { store, ...(keyPrefix === undefined ? {} : { redisKeyPrefix: keyPrefix }) },
+    {},
+  );
+  if (settings.redis === undefined)
+    throw new Error(
+      "--store: checkpoints are read from Redis (redis://...); the memory store lives only in a server",
+    );
+  const connections = createRedisConnections(settings.redis);
+  try {
+    await connections.whenReady();
+    return await createRedisCheckpointStore(connections.command, settings.redis.keyPrefix).list();
+  } finally {
+    await connections.close();
+  }
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -49,13 +101,41 @@ export function addAuditCommand(program: Command): void {
         "exit status 1 on any break or when no audit event is found",
     )
     .argument("<files...>", "log files, in order (e.g. rotated files, oldest first)")
+    .option(
+      "--key-file <file>",
+      "audit keys, one per line: the current and earlier ones (repeatable)",
+      collect,
+    )
+    .option(
+      "--checkpoints <file>",
+      "a log holding the server's audit checkpoints, e.g. the server log (repeatable)",
+      collect,
+    )
+    .option("--store <url>", "read the checkpoints kept in Redis (redis://... or rediss://...)")
+    .option("--redis-key-prefix <prefix>", "prefix of Countersign's Redis keys (default countersign:)")
     .option("--output <format>", "text or json", "text")
-    .action(async (files: string[], opts: { output: string }) => {
-      const report = await verifyAuditFiles(files);
-      if (opts.output === "json") process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-      else process.stdout.write(formatVerifyReport(report));
-      if (!report.ok) process.exitCode = 1;
-    });
+    .action(
+      async (
+        files: string[],
+        opts: {
+          output: string;
+          keyFile?: string[];
+          checkpoints?: string[];
+          store?: string;
+          redisKeyPrefix?: string;
+        },
+      ) => {
+        const keys = await readKeyFiles(opts.keyFile ?? []);
+        const checkpoints = [
+          ...(await readCheckpoints(opts.checkpoints ?? [])),
+          ...(opts.store === undefined ? [] : await readStoreCheckpoints(opts.store, opts.redisKeyPrefix)),
+        ];
+        const report = await verifyAuditFiles(files, { keys, checkpoints });
+        if (opts.output === "json") process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else process.stdout.write(formatVerifyReport(report));
+        if (!report.ok) process.exitCode = 1;
+      },
+    );
 
   audit
     .command("export")

@@ -1,6 +1,5 @@
-import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { parsePolicyDocument } from "../../server/policy/policy-loader.js";
+import { loadPolicyFile } from "../../server/policy/policy-loader.js";
 
 /** `countersign policy validate FILE...`: the server's own validation, offline, for pre-merge CI. */
 export function addPolicyCommand(program: Command): void {
@@ -14,15 +13,8 @@ export function addPolicyCommand(program: Command): void {
       let failed = false;
       const results = [];
       for (const file of files) {
-        let text: string;
-        try {
-          text = await readFile(file, "utf8");
-        } catch (err) {
-          failed = true;
-          results.push({ file, valid: false, problems: [{ path: "", message: (err as Error).message }] });
-          continue;
-        }
-        const result = parsePolicyDocument(text);
+        // The server's own loading: the same size, nesting and alias limits, the same messages.
+        const result = await loadPolicyFile(file);
         if (result.ok) {
           results.push({
             file,

@@ -165,6 +165,12 @@ export function addServeCommand(program: Command): void {
     )
     .addOption(
       new Option(
+        "--audit-checkpoint-interval <duration>",
+        "how often the audit log's head is checkpointed to the store and the log [COUNTERSIGN_AUDIT_CHECKPOINT_INTERVAL] (default 10s)",
+      ),
+    )
+    .addOption(
+      new Option(
         "--components <list>",
         "what runs here: api, slack or all, comma-separated [COUNTERSIGN_COMPONENTS] (default all)",
       ),

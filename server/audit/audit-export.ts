@@ -41,7 +41,7 @@ export async function exportAuditEvents(
   filter: AuditExportFilter,
   write: (line: string) => void,
 ): Promise<AuditExportResult> {
-  const actionMatchers = filter.actions?.map(compileActionGlob);
+  const actionMatchers = filter.actions?.map((glob) => compileActionGlob(glob));
   const types = filter.types === undefined ? undefined : new Set(filter.types);
   let approvals: Set<string> | undefined;
   if (filter.outcomes !== undefined) {

@@ -1,5 +1,4 @@
 import { hostname } from "node:os";
-import { pino } from "pino";
 import { monotonicFactory } from "ulid";
 import { type Clock, systemClock } from "../domain/clock.js";
 import { isParamVisible } from "../domain/redaction.js";
@@ -7,7 +6,17 @@ import type { Approval, JsonObject } from "../domain/types.js";
 import type { PolicyReloadEvent } from "../policy/policy-holder.js";
 import type { ApprovalEvent, ApprovalEventListener } from "../services/approval-events.js";
 import type { SecurityEventType } from "../telemetry/security-events.js";
-import { type AuditEventType, type AuditOutcome, genesisHash, sealLine } from "./audit-record.js";
+import type { AuditCheckpointStore } from "./audit-checkpoints.js";
+import {
+  type AuditCheckpoint,
+  type AuditEventType,
+  type AuditKey,
+  type AuditOutcome,
+  genesisHash,
+  sealCheckpoint,
+  sealLine,
+} from "./audit-record.js";
+import { createAuditSink } from "./audit-sink.js";
 
 /** Options of `createAuditLog`. */
 export interface AuditLogOptions {
@@ -20,8 +29,43 @@ export interface AuditLogOptions {
   clock?: Clock;
   /** This process's chain id. @default a new ULID */
   chainId?: string;
+  /**
+   * Seals every line and checkpoint with HMAC-SHA-256 under this key. Without one the chain is plain
+   * SHA-256: it shows accidents, not a writer who recomputes it.
+   */
+  key?: AuditKey;
   /** Receives write errors (e.g. a full disk) and listener failures; the service keeps running. */
   onError?: (err: Error) => void;
+  /** A write failed (e.g. a full disk): the lines stay queued and are retried. @default onError */
+  onWriteError?: (err: Error) => void;
+  /** Writes succeed again after a failure. */
+  onRecovered?: () => void;
+  /** The file was reopened (rotated away, deleted, or `reopen()`). */
+  onReopened?: (reason: string) => void;
+  /** A line was dropped because the backlog of unwritten lines was full. */
+  onDropped?: () => void;
+  /** Where checkpoints are kept besides `onCheckpoint` (e.g. Redis). */
+  checkpointStore?: AuditCheckpointStore;
+  /** Receives every checkpoint taken (to log it). */
+  onCheckpoint?: (checkpoint: AuditCheckpoint) => void;
+  /** How often a checkpoint of the written head is taken (when lines were written since). @default 10000 */
+  checkpointIntervalMs?: number;
+  /** Wait after a failed write before the next attempt. @default 1000 */
+  retryMs?: number;
+  /**
+   * Unwritten lines kept while writes fail; beyond, new events are dropped (not sealed, so the chain
+   * stays whole) and counted. @default 100000
+   */
+  maxBacklog?: number;
+}
+
+/**
+ * Whether audit lines can be written now: the gate of every state change (no decision without its audit
+ * line), readiness and the `countersign_audit_healthy` gauge read it.
+ */
+export interface AuditHealth {
+  /** Why audit lines cannot be written now (e.g. `ENOSPC: no space left on device, write`), or undefined. */
+  unavailableReason(): string | undefined;
 }
 
 /** A Slack post the gateway gave up on (see the gateway's `post_failed` event). */
@@ -50,9 +94,11 @@ export interface UnauthorizedAttempt {
 }
 
 /** The audit log of this process: one hash-chained JSON line per event. */
-export interface AuditLog {
+export interface AuditLog extends AuditHealth {
   /** This process's chain id. */
   readonly chain: string;
+  /** True when lines are sealed with a key. */
+  readonly keyed: boolean;
   /** Number of lines written so far (the seq of the last line). */
   readonly seq: number;
   /** Receives approval events from the application layer. */
@@ -71,6 +117,10 @@ export interface AuditLog {
   escalated(approval: Approval, details?: JsonObject): void;
   /** Resolves once the destination is open; rejects when it cannot be opened. */
   ready(): Promise<void>;
+  /** Reopens the file before the next write (SIGHUP after log rotation). */
+  reopen(): void;
+  /** Takes a checkpoint of the head written so far (undefined when nothing new was written). */
+  checkpoint(): Promise<AuditCheckpoint | undefined>;
   /** Writes `audit_stopped`, flushes everything and closes the destination (never stdout itself). */
   close(): Promise<void>;
 }
@@ -179,56 +229,74 @@ function approvalEventLine(event: ApprovalEvent): { type: AuditEventType; fields
 
 /**
  * Creates the audit log: every event becomes one JSON line, hash-chained per process (see
- * `audit-record.ts`), written through pino's asynchronous destination (sonic-boom) so that create and
- * decide never wait for the disk. A line is serialised once, canonically, because its hash is over those
- * bytes. Params are never written (only their hash); edited values only for params the policy shows.
+ * `audit-record.ts`) and sealed with the audit key, queued to the sink (see `audit-sink.ts`) so that
+ * create and decide never wait for the disk. A line is serialised once, canonically, because its hash is
+ * over those bytes. Params are never written (only their hash); edited values only for params the
+ * policy shows. Every `checkpointIntervalMs` the head written so far is sealed into a checkpoint kept
+ * outside the file.
  */
 export function createAuditLog(options: AuditLogOptions = {}): AuditLog {
   const clock = options.clock ?? systemClock;
   const chain = options.chainId ?? monotonicFactory()();
   const target = options.destination ?? "stdout";
   const toStdout = target === "stdout" || target === "-";
-  const destination = pino.destination({
-    dest: toStdout ? 1 : target,
-    sync: false,
-    mkdir: !toStdout,
-    append: true,
-    minLength: 0,
-  });
+  const key = options.key;
   const onError = options.onError ?? (() => undefined);
-  let openError: Error | undefined;
-  const opened = toStdout
-    ? Promise.resolve()
-    : new Promise<void>((resolve, reject) => {
-        destination.once("ready", () => resolve());
-        destination.once("error", (err: Error) => {
-          openError = err;
-          reject(err);
-        });
-      });
-  opened.catch(() => undefined);
-  destination.on("error", (err: Error) => {
-    if (err !== openError) onError(err);
+  const maxBacklog = options.maxBacklog ?? 100_000;
+  const sink = createAuditSink({
+    ...(toStdout ? {} : { path: target }),
+    retryMs: options.retryMs ?? 1000,
+    onWriteError: options.onWriteError ?? onError,
+    ...(options.onRecovered === undefined ? {} : { onRecovered: options.onRecovered }),
+    ...(options.onReopened === undefined ? {} : { onReopened: options.onReopened }),
   });
+  const opened = sink.open();
+  opened.catch(() => undefined);
 
   let seq = 0;
   let prevHash = genesisHash;
   let closed = false;
+  let checkpointed = 0;
 
   function write(type: AuditEventType, fields: JsonObject): void {
     if (closed) return;
+    if (sink.backlog() >= maxBacklog && sink.failure() !== undefined) {
+      // Not sealed, so the chain stays whole; the loss is counted.
+      options.onDropped?.();
+      return;
+    }
     seq += 1;
-    const { line, hash } = sealLine({
-      type,
-      time: new Date(clock.now()).toISOString(),
-      ...fields,
-      chain,
-      seq,
-      prev_hash: prevHash,
-    });
+    const { line, hash } = sealLine(
+      {
+        type,
+        time: new Date(clock.now()).toISOString(),
+        ...fields,
+        chain,
+        seq,
+        prev_hash: prevHash,
+        ...(key === undefined ? {} : { key_id: key.id }),
+      },
+      key,
+    );
     prevHash = hash;
-    destination.write(`${line}\n`);
+    sink.append(`${line}\n`, { seq, hash });
   }
+
+  async function checkpoint(): Promise<AuditCheckpoint | undefined> {
+    const head = sink.written();
+    if (head === undefined || head.seq <= checkpointed) return undefined;
+    checkpointed = head.seq;
+    const sealed = sealCheckpoint({ chain, ...head, time: new Date(clock.now()).toISOString() }, key);
+    options.onCheckpoint?.(sealed);
+    await options.checkpointStore?.save(sealed).catch((err: unknown) => {
+      onError(new Error(`audit checkpoint not stored: ${(err as Error).message}`));
+    });
+    return sealed;
+  }
+  const checkpointTimer = setInterval(() => {
+    checkpoint().catch(onError);
+  }, options.checkpointIntervalMs ?? 10_000);
+  checkpointTimer.unref();
 
   const guarded =
     <A extends unknown[]>(fn: (...args: A) => void) =>
@@ -244,6 +312,8 @@ export function createAuditLog(options: AuditLogOptions = {}): AuditLog {
 
   return {
     chain,
+    keyed: key !== undefined,
+    unavailableReason: () => sink.failure(),
     get seq() {
       return seq;
     },
@@ -300,17 +370,22 @@ export function createAuditLog(options: AuditLogOptions = {}): AuditLog {
       write("escalated", { ...approvalFields(approval, "system"), ...details });
     }),
     ready: () => opened,
+    reopen: () => sink.reopen(),
+    checkpoint,
     async close() {
       if (closed) return;
       write("audit_stopped", { events: seq + 1 });
       closed = true;
-      if (openError !== undefined) return;
-      await opened;
-      // Ending flushes what is buffered; sonic-boom never closes stdout itself.
-      await new Promise<void>((resolve) => {
-        destination.once("close", () => resolve());
-        destination.end();
-      });
+      clearInterval(checkpointTimer);
+      const openFailed = await opened.then(
+        () => false,
+        () => true,
+      );
+      // Stops the retries too when the file never opened.
+      const lost = await sink.close();
+      if (openFailed) return;
+      if (lost !== undefined) onError(new Error(`audit lines left unwritten at close: ${lost}`));
+      await checkpoint();
     },
   };
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+import { minAuditKeyLength } from "../audit/audit-record.js";
 import { parseDuration } from "../policy/duration.js";
 import type { RedisSettings } from "../store/redis-connection.js";
 import { type IdentitySource, identitySources } from "../transport/peer.js";
@@ -44,6 +45,13 @@ export interface ServeConfig {
   trustedProxies: string[];
   /** File the audit log is appended to; undefined: stdout. */
   auditFile?: string;
+  /**
+   * The secret that seals the audit log (HMAC-SHA-256), from `AUDIT_KEY` / `AUDIT_KEY_FILE`; undefined:
+   * the chain is unkeyed (tamper-evident only against accidents).
+   */
+  auditKey?: string;
+  /** How often a checkpoint of the audit log's head is taken (kept in the store and logged). */
+  auditCheckpointMs: number;
   /** OpenTelemetry tracing, from the standard `OTEL_*` variables; undefined: off. */
   tracing?: TracingConfig;
   /** What runs in this process: the API (gRPC, Connect, scheduler) and the Slack gateway. */
@@ -128,6 +136,7 @@ export interface ServeFlags {
   createBurst?: string;
   trustedProxies?: string;
   auditFile?: string;
+  auditCheckpointInterval?: string;
   components?: string;
   slackListen?: string;
   apiUrl?: string;
@@ -175,6 +184,7 @@ export const serveEnv: Record<keyof ServeFlags, string> = {
   createBurst: "COUNTERSIGN_CREATE_BURST",
   trustedProxies: "COUNTERSIGN_TRUSTED_PROXIES",
   auditFile: "COUNTERSIGN_AUDIT_FILE",
+  auditCheckpointInterval: "COUNTERSIGN_AUDIT_CHECKPOINT_INTERVAL",
   components: "COUNTERSIGN_COMPONENTS",
   slackListen: "COUNTERSIGN_SLACK_LISTEN",
   apiUrl: "COUNTERSIGN_API_URL",
@@ -549,6 +559,19 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
 
   const auditFile = pick("auditFile");
   const limits = parseConnectionLimits(pick, problems);
+  const auditKey = readSecret(env, "AUDIT_KEY", problems);
+  if (auditKey !== undefined && auditKey.length < minAuditKeyLength)
+    problems.push(
+      `AUDIT_KEY must be at least ${minAuditKeyLength} characters (e.g. openssl rand -base64 32)`,
+    );
+  let auditCheckpointMs = 10_000;
+  try {
+    auditCheckpointMs = parseDuration(pick("auditCheckpointInterval") ?? "10s");
+    if (auditCheckpointMs < 100 || auditCheckpointMs > 3_600_000)
+      problems.push("--audit-checkpoint-interval must be between 100ms and 1h");
+  } catch (err) {
+    problems.push(`--audit-checkpoint-interval: ${(err as Error).message}`);
+  }
   const tracing = tracingFromEnv(env, problems);
   const slack = parseSlackSettings(pick, env, components, problems);
 
@@ -574,6 +597,8 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
     ...(perSecond === 0 ? {} : { createRateLimit: { perSecond, burst } }),
     trustedProxies,
     ...(auditFile === undefined || auditFile === "" || auditFile === "-" ? {} : { auditFile }),
+    ...(auditKey === undefined ? {} : { auditKey }),
+    auditCheckpointMs,
     ...(tracing === undefined ? {} : { tracing }),
     components: { api: components.api, slack: slack !== undefined },
     limits,

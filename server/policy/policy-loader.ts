@@ -3,9 +3,9 @@
  * express, and compiles it into the domain `PolicySet` (SPEC C3). Bad input never throws here: every
  * problem is reported, with its path, at once.
  */
-import { readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
-import { LineCounter, parseDocument } from "yaml";
+import { CST, isMap, isScalar, isSeq, Lexer, LineCounter, type Node, parseDocument } from "yaml";
 import { compileParamsSchema } from "../domain/governance.js";
 import { canonicalSha256 } from "../domain/hashing.js";
 import { maxTimeoutMs, minTimeoutMs } from "../domain/lifecycle.js";
@@ -25,6 +25,22 @@ export const defaultTimeoutMs = 10 * 60_000;
 export const defaultMaxDiffBytes = 4096;
 /** `rerequest.max_per_day` when the policy does not set it. */
 export const defaultRerequestsPerDay = 5;
+
+/**
+ * What a policy document may hold before it is parsed, so that no document (a "billion laughs", deep
+ * nesting, a huge file) can make loading slow: refused at once, with the limit named. A real policy file
+ * is far below each.
+ */
+export const policyDocumentLimits = {
+  /** Bytes of the file (UTF-8). */
+  bytes: 256 * 1024,
+  /** Nesting of mappings and lists. */
+  depth: 64,
+  /** Values (scalars, mappings, lists, aliases). */
+  nodes: 50_000,
+  /** Nodes reached through aliases when the document is expanded. */
+  aliasExpansions: 100,
+} as const;
 
 /** One problem with a policy file. */
 export interface PolicyProblem {
@@ -125,22 +141,145 @@ class Problems {
 // ---------------------------------------------------------------------------------------------------------
 // YAML
 
+/** The `(line L, column C)` of an offset of `text`. */
+function positionOf(text: string, offset: number): string {
+  let line = 1;
+  let start = 0;
+  for (let i = text.indexOf("\n"); i >= 0 && i < offset; i = text.indexOf("\n", i + 1)) {
+    line++;
+    start = i + 1;
+  }
+  return `(line ${line}, column ${offset - start + 1})`;
+}
+
+/**
+ * Measures a YAML document in one linear pass over its tokens, before anything is built from it:
+ * nesting (flow brackets, block indentation and `- ` items) and the number of values. Reports the first
+ * limit exceeded; true when the document is within them.
+ */
+function withinLimits(text: string, problems: Problems): boolean {
+  const { depth: maxDepth, nodes: maxNodes } = policyDocumentLimits;
+  let offset = 0;
+  let nodes = 0;
+  let flow = 0;
+  const indents: number[] = [];
+  let lineStart = true;
+  let lineIndent = 0;
+  let lineItems = 0;
+  let skipNext = false;
+  for (const token of new Lexer().lex(text)) {
+    const at = offset;
+    // The lexer's control tokens (document start, scalar marker, flow end) are not in the source.
+    if (token !== "\u0002" && token !== "\u001f" && token !== "\u0018") offset += token.length;
+    if (skipNext) {
+      // The source of a scalar: its text, never structure.
+      skipNext = false;
+      continue;
+    }
+    const type = CST.tokenType(token);
+    if (type === "newline") {
+      lineStart = true;
+      lineIndent = 0;
+      lineItems = 0;
+      continue;
+    }
+    if (type === "space") {
+      if (lineStart) lineIndent = token.length;
+      continue;
+    }
+    if (type === "comment") continue;
+    if (type === "doc-start") {
+      indents.length = 0;
+      continue;
+    }
+    if (lineStart && flow === 0) {
+      lineStart = false;
+      while (indents.length > 0 && (indents.at(-1) as number) > lineIndent) indents.pop();
+      if (indents.length === 0 || (indents.at(-1) as number) < lineIndent) indents.push(lineIndent);
+    }
+    lineStart = false;
+    if (type === "scalar") {
+      skipNext = true;
+      nodes++;
+    } else if (type === "double-quoted-scalar" || type === "single-quoted-scalar" || type === "alias") {
+      nodes++;
+    } else if (type === "flow-map-start" || type === "flow-seq-start") {
+      flow++;
+      nodes++;
+    } else if (type === "flow-map-end" || type === "flow-seq-end") {
+      flow = Math.max(0, flow - 1);
+    } else if (type === "seq-item-ind" || type === "explicit-key-ind") {
+      lineItems++;
+      nodes++;
+    }
+    if (indents.length + lineItems + flow > maxDepth) {
+      problems.add(positionOf(text, at), `nested deeper than ${maxDepth} levels: refused`);
+      return false;
+    }
+    if (nodes > maxNodes) {
+      problems.add(positionOf(text, at), `more than ${maxNodes} values: refused`);
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Reports keys that appear twice in a mapping, in linear time (the yaml library's own check compares
+ * every pair of keys). Nesting is already bounded by {@link withinLimits}.
+ */
+function checkUniqueKeys(node: unknown, at: (offset: number) => string, problems: Problems): void {
+  if (isMap(node)) {
+    const seen = new Set<string>();
+    for (const pair of node.items) {
+      const key = pair.key as Node | null;
+      if (isScalar(key)) {
+        const id = `${typeof key.value}:${String(key.value)}`;
+        if (seen.has(id)) problems.add(at(key.range?.[0] ?? 0), "Map keys must be unique");
+        seen.add(id);
+      }
+      checkUniqueKeys(pair.value, at, problems);
+    }
+  } else if (isSeq(node)) {
+    for (const item of node.items) checkUniqueKeys(item, at, problems);
+  }
+}
+
 /** Parses YAML (a superset of JSON) into a plain value, reporting syntax errors with their position. */
 function parseYaml(text: string, problems: Problems): unknown {
+  const bytes = Buffer.byteLength(text);
+  if (bytes > policyDocumentLimits.bytes) {
+    problems.add("(root)", tooLarge(bytes));
+    return undefined;
+  }
+  if (!withinLimits(text, problems)) return undefined;
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, strict: true });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false, strict: true });
   const at = (offset: number): string => {
     const { line, col } = lineCounter.linePos(offset);
     return `(line ${line}, column ${col})`;
   };
   for (const error of [...doc.errors, ...doc.warnings]) problems.add(at(error.pos[0]), error.message);
   if (doc.errors.length > 0) return undefined;
+  checkUniqueKeys(doc.contents, at, problems);
+  if (problems.list.length > 0) return undefined;
   try {
-    return doc.toJS({ maxAliasCount: 100 });
+    return doc.toJS({ maxAliasCount: policyDocumentLimits.aliasExpansions });
   } catch (error) {
-    problems.add("(root)", error instanceof Error ? error.message : String(error));
+    const message = error instanceof Error ? error.message : String(error);
+    problems.add(
+      "(root)",
+      /alias count/i.test(message)
+        ? `aliases expand into more than ${policyDocumentLimits.aliasExpansions} nodes (a "billion laughs" document): refused`
+        : message,
+    );
     return undefined;
   }
+}
+
+/** The problem of a document over the size limit. */
+function tooLarge(bytes: number): string {
+  return `the policy file is ${bytes} bytes, more than the ${policyDocumentLimits.bytes} allowed: refused`;
 }
 
 /** Reports values YAML allows but JSON does not (`.inf`, `.nan`, binary, ...). */
@@ -666,7 +805,21 @@ export function parsePolicyDocument(text: string): PolicyDocumentResult {
 export async function loadPolicyFile(path: string): Promise<PolicyFileResult> {
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    // Read at most one byte more than allowed: a huge file is refused without reading it all.
+    const handle = await open(path, "r");
+    try {
+      const limit = policyDocumentLimits.bytes;
+      const size = (await handle.stat()).size;
+      if (size > limit)
+        return { ok: false, problems: [{ path: "(file)", message: tooLarge(size) }], source: path };
+      const buffer = Buffer.alloc(limit + 1);
+      const { bytesRead } = await handle.read(buffer, 0, limit + 1, 0);
+      if (bytesRead > limit)
+        return { ok: false, problems: [{ path: "(file)", message: tooLarge(bytesRead) }], source: path };
+      text = buffer.toString("utf8", 0, bytesRead);
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason =

@@ -229,6 +229,35 @@ export function createMetrics(options: MetricsOptions = {}) {
     registers,
   });
 
+  const auditWriteFailures = new Counter({
+    name: "countersign_audit_write_failures_total",
+    help: "Failed writes of the audit log (e.g. a full disk); lines stay queued and are retried.",
+    registers,
+  });
+  const auditDropped = new Counter({
+    name: "countersign_audit_lines_dropped_total",
+    help: "Audit events dropped because the backlog of unwritten lines was full while writes failed.",
+    registers,
+  });
+  let auditHealth: (() => boolean) | undefined;
+  new Gauge({
+    name: "countersign_audit_healthy",
+    help: "1 when the audit log can be written, 0 while writes fail (state changes are refused meanwhile).",
+    registers,
+    collect() {
+      this.set(auditHealth === undefined || auditHealth() ? 1 : 0);
+    },
+  });
+  let auditKeyed = false;
+  new Gauge({
+    name: "countersign_audit_keyed",
+    help: "1 when the audit log is sealed with a key (AUDIT_KEY), 0 when unkeyed.",
+    registers,
+    collect() {
+      this.set(auditKeyed ? 1 : 0);
+    },
+  });
+
   let store: ApprovalStore | undefined;
   const storeUp = new Gauge({
     name: "countersign_store_up",
@@ -359,6 +388,22 @@ export function createMetrics(options: MetricsOptions = {}) {
     /** Reads the store-describing gauges from `s` at every scrape. */
     observeStore(s: ApprovalStore): void {
       store = s;
+    },
+    /** What the audit log reports. */
+    audit: {
+      /** Reads the audit log's health and keying at every scrape. */
+      observe(healthy: () => boolean, keyed: boolean): void {
+        auditHealth = healthy;
+        auditKeyed = keyed;
+      },
+      /** A write of the audit log failed. */
+      writeFailed(): void {
+        auditWriteFailures.inc();
+      },
+      /** An audit event was dropped (the backlog was full). */
+      dropped(): void {
+        auditDropped.inc();
+      },
     },
     /** What the Slack gateway reports. */
     slack: {

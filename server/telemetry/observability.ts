@@ -2,7 +2,9 @@ import type * as http from "node:http";
 import type { Interceptor } from "@connectrpc/connect";
 import { type Attributes, SpanKind, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
 import type { Logger } from "pino";
+import type { AuditCheckpointStore } from "../audit/audit-checkpoints.js";
 import { type AuditLog, createAuditLog } from "../audit/audit-log.js";
+import { auditKey } from "../audit/audit-record.js";
 import type { Clock } from "../domain/clock.js";
 import type { JsonObject } from "../domain/types.js";
 import type { PolicyReloadEvent } from "../policy/policy-holder.js";
@@ -26,6 +28,14 @@ export interface ObservabilityOptions {
   logger: Logger;
   /** Audit log destination: a file path, or `"stdout"`. @default "stdout" */
   auditDestination?: string;
+  /** The secret that seals the audit log; unkeyed without one. */
+  auditKey?: string;
+  /** Where audit checkpoints are kept besides the log. */
+  auditCheckpoints?: AuditCheckpointStore;
+  /** How often the audit log's head is checkpointed. @default 10000 */
+  auditCheckpointMs?: number;
+  /** Wait after a failed audit write before the next attempt. @default 1000 */
+  auditRetryMs?: number;
   /** Tracing; off when undefined. */
   tracing?: TracingOptions;
   /** Node process metrics. @default true */
@@ -115,17 +125,40 @@ function spanEventAttributes(event: ApprovalEvent): Attributes {
 export async function createObservability(options: ObservabilityOptions): Promise<Observability> {
   const { clock, logger } = options;
   const destination = options.auditDestination ?? "stdout";
+  const metrics = createMetrics({ clock, processMetrics: options.processMetrics ?? true });
   const audit = createAuditLog({
     destination,
     clock,
-    onError: (err) => logger.error({ err: err.message }, "audit log write failed"),
+    ...(options.auditKey === undefined ? {} : { key: auditKey(options.auditKey) }),
+    ...(options.auditCheckpoints === undefined ? {} : { checkpointStore: options.auditCheckpoints }),
+    ...(options.auditCheckpointMs === undefined ? {} : { checkpointIntervalMs: options.auditCheckpointMs }),
+    ...(options.auditRetryMs === undefined ? {} : { retryMs: options.auditRetryMs }),
+    onError: (err) => logger.error({ err: err.message }, "audit log failed"),
+    onWriteError: (err) => {
+      metrics.audit.writeFailed();
+      logger.error(
+        { err: err.message },
+        "audit log write failed: state changes are refused until audit lines can be written again",
+      );
+    },
+    onRecovered: () => logger.info("audit log writable again: state changes are accepted"),
+    onReopened: (reason) => logger.info({ reason, file: destination }, "audit log reopened"),
+    onDropped: () => metrics.audit.dropped(),
+    // In the server's log, outside the audit file: `countersign audit verify --checkpoints` reads them.
+    onCheckpoint: (checkpoint) => logger.info({ audit_checkpoint: checkpoint }, "audit checkpoint"),
   });
   try {
     await audit.ready();
   } catch (err) {
+    await audit.close();
     throw new Error(`cannot open the audit file ${destination}: ${(err as Error).message}`);
   }
-  const metrics = createMetrics({ clock, processMetrics: options.processMetrics ?? true });
+  metrics.audit.observe(() => audit.unavailableReason() === undefined, audit.keyed);
+  if (!audit.keyed)
+    logger.warn(
+      "the audit log is unkeyed (no AUDIT_KEY / AUDIT_KEY_FILE): its hash chain shows accidents, " +
+        "not a writer who recomputes it",
+    );
   const tracing = options.tracing === undefined ? undefined : startTracing(options.tracing);
   if (tracing !== undefined && !isGrpcInstrumented()) {
     logger.warn(

@@ -342,7 +342,10 @@ export function validateVote(id: string, vote: VoteInput): void {
   const aliases = vote.approverAliases ?? [];
   if (aliases.length > limits.approverAliases)
     v.add("approver_aliases", `has ${aliases.length} identities; the limit is ${limits.approverAliases}`);
-  else aliases.forEach((alias, i) => v.text(`approver_aliases[${i}]`, alias, limits.identityLength, true));
+  else
+    aliases.forEach((alias, i) => {
+      v.text(`approver_aliases[${i}]`, alias, limits.identityLength, true);
+    });
   if (vote.editedParams !== undefined) {
     if (vote.decision !== "approve") v.add("edited_params", "is only allowed with DECISION_APPROVE");
     checkParams(v, "edited_params", vote.editedParams);
@@ -371,7 +374,8 @@ export function applyVote(a: Approval, vote: VoteInput, now: number): Transition
     const as = requester === vote.approver ? "" : ` (as ${requester})`;
     throw new PermissionDeniedError(`${vote.approver} requested this approval${as} and cannot decide it`);
   }
-  if (a.votes.some((v) => [v.approver, ...(v.approverAliases ?? [])].some((i) => isAny(who, i)))) return unchanged(a);
+  if (a.votes.some((v) => [v.approver, ...(v.approverAliases ?? [])].some((i) => isAny(who, i))))
+    return unchanged(a);
 
   const rules = a.rules;
   const isSuper = rules.superApprovers.some((u) => isAny(who, u));

@@ -22,6 +22,8 @@ describe("the Slack app manifest", () => {
         "im:history",
         "im:write",
         "usergroups:read",
+        "users:read",
+        "users:read.email",
       ].sort(),
     );
     const guide = readFileSync(join(root, "docs/slack.md"), "utf8");

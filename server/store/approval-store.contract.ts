@@ -2,9 +2,11 @@
  * The behaviour every ApprovalStore adapter must have, as a reusable vitest suite. An adapter's test file
  * calls `describeApprovalStoreContract` with a factory of fresh, empty stores.
  */
+
 import { monotonicFactory } from "ulid";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConflictError, ValidationError } from "../domain/errors.js";
+import { canonicalJson } from "../domain/hashing.js";
 import type { Approval, ApprovalState } from "../domain/types.js";
 import type { ApprovalQuery, ApprovalStore } from "./approval-store.js";
 
@@ -132,6 +134,22 @@ export function describeApprovalStoreContract(
         expect(await store.get(approval.id)).toEqual({ ...approval, version: 1 });
         expect(ofId).toEqual([{ ...approval, version: 1 }]);
         expect(ofAll).toEqual([{ ...approval, version: 1 }]);
+      });
+
+      it("keeps params keys named __proto__, constructor or prototype as ordinary keys", async () => {
+        const params = JSON.parse(
+          '{"__proto__":{"image":"x"},"constructor":1,"prototype":[2],"nested":{"__proto__":"y"}}',
+        ) as Approval["params"];
+        const approval = make({ params });
+        await store.create(approval);
+        const stored = await store.get(approval.id);
+        expect(Object.keys(stored?.params ?? {})).toEqual([
+          "__proto__",
+          "constructor",
+          "prototype",
+          "nested",
+        ]);
+        expect(canonicalJson(stored?.params ?? {})).toBe(canonicalJson(params));
       });
 
       it("returns the first approval for a retried create with the same key and fingerprint", async () => {

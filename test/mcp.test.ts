@@ -244,6 +244,14 @@ describe("countersign mcp over stdio", { timeout: 120_000 }, () => {
       reason: "with 2 replicas",
       editedParams: { command: "rm -rf build/", replicas: 2 },
     });
+    // The edit resets alice's approval (she approved other params): she must approve the new ones.
+    await call.progressMatching(/pending: 1\/2 approvals.*votes: "bob" approve "with 2 replicas"/);
+    await decider.approvals.submitDecision({
+      id,
+      approver: "alice",
+      decision: Decision.APPROVE,
+      reason: "2 replicas is fine",
+    });
 
     const result = await call.result;
     expect(result.isError).toBeFalsy();
@@ -253,8 +261,8 @@ describe("countersign mcp over stdio", { timeout: 120_000 }, () => {
       id,
       state: "approved",
       approved: true,
-      decided_by: "bob",
-      reason: "with 2 replicas",
+      decided_by: "alice",
+      reason: "2 replicas is fine",
       params: { command: "rm -rf build/", replicas: 2 },
       params_sha256: stored.paramsSha256,
       edited_keys: ["replicas"],
@@ -263,10 +271,10 @@ describe("countersign mcp over stdio", { timeout: 120_000 }, () => {
       created: true,
     });
     expect(out.votes.map((v) => [v.approver, v.decision])).toEqual([
-      ["alice", "approve"],
       ["bob", "approve"],
+      ["alice", "approve"],
     ]);
-    expect(text(result)).toMatch(/^APPROVED: approval \w+ \(pair\.deploy\) was approved by "bob"/);
+    expect(text(result)).toMatch(/^APPROVED: approval \w+ \(pair\.deploy\) was approved by "alice"/);
     expect(text(result)).toContain(
       `You may proceed with exactly these params: {"command":"rm -rf build/","replicas":2} (params_sha256 ${stored.paramsSha256})`,
     );

@@ -415,46 +415,15 @@ export function createOutboundQueue(options: OutboundQueueOptions): OutboundQueu
           });
         });
       }
-      const fallback = w.latest.rules.escalation?.channel ?? "";
-      if (notice === "escalation" && fallback !== "") {
-        const key = `escalation-notice:${fallback}`;
-        const done = records.get(key);
-        const parent = targets
-          .map((d) => records.get(`request:${d}`))
-          .find((r) => r !== undefined && r.ts !== "");
-        if ((done === undefined || done.ts === "") && !w.gaveUp.has(key)) {
-          await unlessRejected(w, key, async () => {
-            const shown = w.latest;
-            const posted = await post(
-              w,
-              {
-                key,
-                channel: async () => fallback,
-                content: async () =>
-                  renderEscalationNotice(shown, parent === undefined ? undefined : await permalink(parent)),
-                version: 0,
-              },
-              done,
-            );
-            records.set(key, posted);
-            onEvent({
-              type: "notice_posted",
-              approval: shown,
-              notice: "escalation_notice",
-              index: -1,
-              channel: fallback,
-            });
-          });
-        }
-      }
-      // The escalation users are told directly too, not only mentioned where they may not look.
-      if (notice === "escalation") await postEscalationDms(w, records, targets);
+      // The escalation also goes, with a link to the request, to the fallback channel and in a DM to each
+      // escalation user: not only mentioned where they may not look.
+      if (notice === "escalation") await postEscalationNotices(w, records, targets);
       w.notices.delete(notice);
     }
   }
 
-  /** The escalation notice, with a link to the request, in a DM to each escalation user (once each). */
-  async function postEscalationDms(
+  /** The escalation notice in the fallback channel and in a DM to each escalation user, once each. */
+  async function postEscalationNotices(
     w: Worker,
     records: Map<string, SlackMessageRecord>,
     targets: string[],
@@ -462,8 +431,22 @@ export function createOutboundQueue(options: OutboundQueueOptions): OutboundQueu
     const parent = targets
       .map((d) => records.get(`request:${d}`))
       .find((r) => r !== undefined && r.ts !== "");
-    for (const user of (w.latest.rules.escalation?.users ?? []).filter(isSlackUserId)) {
-      const key = `escalation-dm:${user}`;
+    const escalation = w.latest.rules.escalation;
+    const places = [
+      ...(escalation === undefined || escalation.channel === ""
+        ? []
+        : [
+            {
+              key: `escalation-notice:${escalation.channel}`,
+              notice: "escalation_notice" as const,
+              to: escalation.channel,
+            },
+          ]),
+      ...(escalation?.users ?? [])
+        .filter(isSlackUserId)
+        .map((user) => ({ key: `escalation-dm:${user}`, notice: "escalation_dm" as const, to: user })),
+    ];
+    for (const { key, notice, to } of places) {
       const done = records.get(key);
       if ((done !== undefined && done.ts !== "") || w.gaveUp.has(key)) continue;
       await unlessRejected(w, key, async () => {
@@ -472,7 +455,7 @@ export function createOutboundQueue(options: OutboundQueueOptions): OutboundQueu
           w,
           {
             key,
-            channel: () => channelOf(user),
+            channel: () => channelOf(to),
             content: async () =>
               renderEscalationNotice(shown, parent === undefined ? undefined : await permalink(parent)),
             version: 0,
@@ -480,13 +463,7 @@ export function createOutboundQueue(options: OutboundQueueOptions): OutboundQueu
           done,
         );
         records.set(key, posted);
-        onEvent({
-          type: "notice_posted",
-          approval: shown,
-          notice: "escalation_dm",
-          index: -1,
-          channel: user,
-        });
+        onEvent({ type: "notice_posted", approval: shown, notice, index: -1, channel: to });
       });
     }
   }

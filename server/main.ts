@@ -193,6 +193,7 @@ async function startServerSteps(
     ...(config.auditFile === undefined ? {} : { auditDestination: config.auditFile }),
     ...(config.auditKey === undefined ? {} : { auditKey: config.auditKey }),
     auditCheckpointMs: config.auditCheckpointMs,
+    securitySummaryMs: config.securitySummaryMs,
     auditCheckpoints:
       redisBackend === undefined || config.redis === undefined
         ? createMemoryCheckpointStore()
@@ -271,10 +272,7 @@ async function startServerSteps(
     }),
     createAdminAuthInterceptor({
       token: config.adminToken,
-      onRefused: (reason) => {
-        observability.security("bad_admin_token", { reason });
-        logger.warn({ security_event: "bad_admin_token", reason }, "admin call refused");
-      },
+      onRefused: (reason, address) => observability.security("bad_admin_token", { address }, { reason }),
     }),
     ...(config.createRateLimit === undefined
       ? []
@@ -283,10 +281,8 @@ async function startServerSteps(
             // With Redis, the counters are shared by every replica.
             bucket: createTokenBucket(config.createRateLimit, redisBackend?.connections.command),
             trustedProxies: config.trustedProxies,
-            onLimited: (client) => {
-              observability.security("rate_limited", { client });
-              logger.warn({ security_event: "rate_limited", client }, "create rate limited");
-            },
+            onLimited: (client, address) =>
+              observability.security("rate_limited", { address, identity: client }, { client }),
             onError: (err) => logger.error({ err }, "rate limiter failed; create allowed"),
           }),
         ]),
@@ -528,7 +524,8 @@ function slackDeps(
 ): SlackGatewayDependencies {
   const onEvent = (event: SlackGatewayEvent) => {
     observe?.(event);
-    if (event.type === "security")
+    // With `observe` (the in-process gateway) security events are logged by observability, aggregated.
+    if (event.type === "security" && observe === undefined)
       logger.warn(
         { security_event: event.kind, reason: event.reason, remote: event.remoteAddress },
         "Slack request refused",

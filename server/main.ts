@@ -35,6 +35,7 @@ import { createMemoryApprovalStore } from "./store/memory-approval-store.js";
 import { openRedisBackend, type RedisBackend } from "./store/redis-backend.js";
 import { createReadinessMonitor } from "./telemetry/health.js";
 import { createObservability } from "./telemetry/observability.js";
+import { createSecurityThrottle } from "./telemetry/security-throttle.js";
 import { closeConnectServer, createConnectServer } from "./transport/connect-server.js";
 import {
   type ConnectionGuardEvent,
@@ -520,16 +521,11 @@ function sharedSlackState(
 function slackDeps(
   deps: SlackGatewayDependencies | undefined,
   logger: Logger,
-  observe?: (event: SlackGatewayEvent) => void,
+  observe: (event: SlackGatewayEvent) => void,
 ): SlackGatewayDependencies {
   const onEvent = (event: SlackGatewayEvent) => {
-    observe?.(event);
-    // With `observe` (the in-process gateway) security events are logged by observability, aggregated.
-    if (event.type === "security" && observe === undefined)
-      logger.warn(
-        { security_event: event.kind, reason: event.reason, remote: event.remoteAddress },
-        "Slack request refused",
-      );
+    // Security events are logged by `observe`, aggregated (see `createSecurityThrottle`).
+    observe(event);
     if (event.type === "post_failed")
       logger.error(
         {
@@ -581,6 +577,22 @@ export async function startSlackGatewayProcess(
   const opened = new OpenedResources();
   if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
+  // No audit log here: refused Slack requests are logged, the first per address in full, then summarised.
+  const throttle = createSecurityThrottle({
+    clock,
+    intervalMs: config.securitySummaryMs,
+    onSummary: (summary) =>
+      logger.warn(
+        {
+          security_event: summary.type,
+          remote_address: summary.peer.address,
+          suppressed: summary.suppressed,
+          since: new Date(summary.sinceMs).toISOString(),
+        },
+        "security events summarised",
+      ),
+  });
+  opened.add("security summaries", () => throttle.close());
   let gateway: SlackGateway;
   let opsServer: http.Server;
   let opsPort: number;
@@ -589,7 +601,13 @@ export async function startSlackGatewayProcess(
       clock,
       logger: logger.child({ component: "slack" }),
       claims,
-      deps: slackDeps({ ...sharedSlackState(redisBackend), ...deps.slack }, logger),
+      deps: slackDeps({ ...sharedSlackState(redisBackend), ...deps.slack }, logger, (event) => {
+        if (event.type === "security" && throttle.admit(event.kind, { address: event.remoteAddress }))
+          logger.warn(
+            { security_event: event.kind, reason: event.reason, remote_address: event.remoteAddress },
+            "Slack request refused",
+          );
+      }),
     });
     const started = gateway;
     opened.add("Slack gateway", () => started.close());
@@ -604,6 +622,7 @@ export async function startSlackGatewayProcess(
     opsUrl: `http://${hostPort(config.opsListen.host, opsPort)}`,
     async close() {
       await gateway.close();
+      throttle.close();
       await closeHttpServer(opsServer);
       await redisBackend?.store.close();
     },

@@ -1,11 +1,16 @@
 import { readFileSync } from "node:fs";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { State } from "../gen/countersign/v1/approval_pb.js";
 import { type AuditLine, parseAuditLine } from "../server/audit/audit-record.js";
 import { verifyAuditFiles } from "../server/audit/audit-verify.js";
+import { loadServeConfig } from "../server/config/config.js";
+import { startSlackGatewayProcess } from "../server/main.js";
 import { parsePrometheusText } from "../server/telemetry/prometheus-text.js";
-import { createTestPki, type TestPki } from "./support/certs.js";
+import { createTestPki, type TestPki, testIdentities, writePemFiles } from "./support/certs.js";
+import { slackTestPolicy, startFakeSlack } from "./support/fake-slack.js";
+import { postSigned } from "./support/slack-signing.js";
 import { type Protocol, startTestServer, type TestServer } from "./support/test-server.js";
 import { waitFor } from "./support/wait.js";
 
@@ -172,4 +177,62 @@ describe("a flood of refused calls", () => {
     expect(total).toBe(refused);
     expect((await verifyAuditFiles([auditPath])).ok).toBe(true);
   }, 30_000);
+});
+
+describe("a flood of badly signed Slack requests to the gateway in its own process", () => {
+  it("logs the first in full and the rest as one summary, at shutdown", async () => {
+    const pki = createTestPki();
+    const api = await startTestServer({
+      pki,
+      policy: slackTestPolicy,
+      flags: { deciders: testIdentities.decider },
+    });
+    const slack = await startFakeSlack();
+    const logs: Record<string, unknown>[] = [];
+    try {
+      const files = writePemFiles({
+        "gateway.pem": pki.decider.cert,
+        "gateway-key.pem": pki.decider.key,
+        "ca.pem": pki.ca,
+      });
+      const config = loadServeConfig(
+        {
+          components: "slack",
+          apiUrl: `https://${api.server.grpcAddress}`,
+          apiTlsCert: files["gateway.pem"] as string,
+          apiTlsKey: files["gateway-key.pem"] as string,
+          apiTlsCa: files["ca.pem"] as string,
+          slackListen: "127.0.0.1:0",
+          opsListen: "127.0.0.1:0",
+          securitySummaryInterval: "1h",
+        },
+        {
+          SLACK_BOT_TOKEN: slack.token,
+          SLACK_SIGNING_SECRET: "the-real-signing-secret",
+          SLACK_API_URL: slack.apiUrl,
+        },
+      );
+      const logger = pino({ level: "warn" }, { write: (line: string) => logs.push(JSON.parse(line)) });
+      const gateway = await startSlackGatewayProcess(config, { logger });
+      const forged = 200;
+      for (let i = 0; i < forged; i += 20) {
+        const batch = Array.from({ length: 20 }, () =>
+          postSigned(gateway.slackEventsUrl ?? "", { signingSecret: "forged", body: "payload=%7B%7D" }),
+        );
+        for (const res of await Promise.all(batch)) expect(res.status).toBe(401);
+      }
+      await gateway.close();
+      const security = logs.filter((l) => l.security_event === "bad_signature");
+      expect(security).toHaveLength(2);
+      expect(security[0]).toMatchObject({ msg: "Slack request refused", remote_address: "127.0.0.1" });
+      expect(security[1]).toMatchObject({
+        msg: "security events summarised",
+        remote_address: "127.0.0.1",
+        suppressed: forged - 1,
+      });
+    } finally {
+      await slack.close();
+      await api.close();
+    }
+  }, 60_000);
 });

@@ -236,3 +236,19 @@ describe("a flood of badly signed Slack requests to the gateway in its own proce
     }
   }, 60_000);
 });
+
+describe("--security-summary-interval", () => {
+  it("defaults to a minute, reads the environment, and refuses values out of range", () => {
+    const flags = { policy: "policies.yaml" };
+    expect(loadServeConfig(flags, {}).securitySummaryMs).toBe(60_000);
+    expect(loadServeConfig(flags, { COUNTERSIGN_SECURITY_SUMMARY_INTERVAL: "5m" }).securitySummaryMs).toBe(
+      300_000,
+    );
+    expect(() => loadServeConfig({ ...flags, securitySummaryInterval: "10ms" }, {})).toThrow(
+      "--security-summary-interval must be between 100ms and 1h",
+    );
+    expect(() => loadServeConfig({ ...flags, securitySummaryInterval: "often" }, {})).toThrow(
+      "--security-summary-interval:",
+    );
+  });
+});

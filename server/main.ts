@@ -35,6 +35,7 @@ import { createMemoryApprovalStore } from "./store/memory-approval-store.js";
 import { openRedisBackend, type RedisBackend } from "./store/redis-backend.js";
 import { createReadinessMonitor } from "./telemetry/health.js";
 import { createObservability } from "./telemetry/observability.js";
+import { createSecurityThrottle } from "./telemetry/security-throttle.js";
 import { closeConnectServer, createConnectServer } from "./transport/connect-server.js";
 import {
   type ConnectionGuardEvent,
@@ -193,6 +194,7 @@ async function startServerSteps(
     ...(config.auditFile === undefined ? {} : { auditDestination: config.auditFile }),
     ...(config.auditKey === undefined ? {} : { auditKey: config.auditKey }),
     auditCheckpointMs: config.auditCheckpointMs,
+    securitySummaryMs: config.securitySummaryMs,
     auditCheckpoints:
       redisBackend === undefined || config.redis === undefined
         ? createMemoryCheckpointStore()
@@ -271,10 +273,7 @@ async function startServerSteps(
     }),
     createAdminAuthInterceptor({
       token: config.adminToken,
-      onRefused: (reason) => {
-        observability.security("bad_admin_token", { reason });
-        logger.warn({ security_event: "bad_admin_token", reason }, "admin call refused");
-      },
+      onRefused: (reason, address) => observability.security("bad_admin_token", { address }, { reason }),
     }),
     ...(config.createRateLimit === undefined
       ? []
@@ -283,10 +282,8 @@ async function startServerSteps(
             // With Redis, the counters are shared by every replica.
             bucket: createTokenBucket(config.createRateLimit, redisBackend?.connections.command),
             trustedProxies: config.trustedProxies,
-            onLimited: (client) => {
-              observability.security("rate_limited", { client });
-              logger.warn({ security_event: "rate_limited", client }, "create rate limited");
-            },
+            onLimited: (client, address) =>
+              observability.security("rate_limited", { address, identity: client }, { client }),
             onError: (err) => logger.error({ err }, "rate limiter failed; create allowed"),
           }),
         ]),
@@ -524,15 +521,11 @@ function sharedSlackState(
 function slackDeps(
   deps: SlackGatewayDependencies | undefined,
   logger: Logger,
-  observe?: (event: SlackGatewayEvent) => void,
+  observe: (event: SlackGatewayEvent) => void,
 ): SlackGatewayDependencies {
   const onEvent = (event: SlackGatewayEvent) => {
-    observe?.(event);
-    if (event.type === "security")
-      logger.warn(
-        { security_event: event.kind, reason: event.reason, remote: event.remoteAddress },
-        "Slack request refused",
-      );
+    // Security events are logged by `observe`, aggregated (see `createSecurityThrottle`).
+    observe(event);
     if (event.type === "post_failed")
       logger.error(
         {
@@ -584,6 +577,22 @@ export async function startSlackGatewayProcess(
   const opened = new OpenedResources();
   if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
+  // No audit log here: refused Slack requests are logged, the first per address in full, then summarised.
+  const throttle = createSecurityThrottle({
+    clock,
+    intervalMs: config.securitySummaryMs,
+    onSummary: (summary) =>
+      logger.warn(
+        {
+          security_event: summary.type,
+          remote_address: summary.peer.address,
+          suppressed: summary.suppressed,
+          since: new Date(summary.sinceMs).toISOString(),
+        },
+        "security events summarised",
+      ),
+  });
+  opened.add("security summaries", () => throttle.close());
   let gateway: SlackGateway;
   let opsServer: http.Server;
   let opsPort: number;
@@ -592,7 +601,13 @@ export async function startSlackGatewayProcess(
       clock,
       logger: logger.child({ component: "slack" }),
       claims,
-      deps: slackDeps({ ...sharedSlackState(redisBackend), ...deps.slack }, logger),
+      deps: slackDeps({ ...sharedSlackState(redisBackend), ...deps.slack }, logger, (event) => {
+        if (event.type === "security" && throttle.admit(event.kind, { address: event.remoteAddress }))
+          logger.warn(
+            { security_event: event.kind, reason: event.reason, remote_address: event.remoteAddress },
+            "Slack request refused",
+          );
+      }),
     });
     const started = gateway;
     opened.add("Slack gateway", () => started.close());
@@ -607,6 +622,7 @@ export async function startSlackGatewayProcess(
     opsUrl: `http://${hostPort(config.opsListen.host, opsPort)}`,
     async close() {
       await gateway.close();
+      throttle.close();
       await closeHttpServer(opsServer);
       await redisBackend?.store.close();
     },

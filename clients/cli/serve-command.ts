@@ -171,6 +171,12 @@ export function addServeCommand(program: Command): void {
     )
     .addOption(
       new Option(
+        "--security-summary-interval <duration>",
+        "refused calls of one peer after the first are counted and summarised once per interval [COUNTERSIGN_SECURITY_SUMMARY_INTERVAL] (default 60s)",
+      ),
+    )
+    .addOption(
+      new Option(
         "--components <list>",
         "what runs here: api, slack or all, comma-separated [COUNTERSIGN_COMPONENTS] (default all)",
       ),

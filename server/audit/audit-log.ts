@@ -5,7 +5,7 @@ import { isParamVisible } from "../domain/redaction.js";
 import type { Approval, JsonObject } from "../domain/types.js";
 import type { PolicyReloadEvent } from "../policy/policy-holder.js";
 import type { ApprovalEvent, ApprovalEventListener } from "../services/approval-events.js";
-import type { SecurityEventType } from "../telemetry/security-events.js";
+import type { SecurityEventType, SecuritySummary } from "../telemetry/security-events.js";
 import type { AuditCheckpointStore } from "./audit-checkpoints.js";
 import {
   type AuditCheckpoint,
@@ -109,6 +109,8 @@ export interface AuditLog extends AuditHealth {
   unauthorized(attempt: UnauthorizedAttempt): void;
   /** Records a security event other than `unauthorized` (bad admin token, rate limited, Slack checks). */
   security(event: Exclude<SecurityEventType, "unauthorized">, details: JsonObject): void;
+  /** Records how many security events of one type and peer were counted but not written one by one. */
+  securitySummary(summary: SecuritySummary): void;
   /** Records a Slack post or update that Slack refused for good: its approvers may not have been notified. */
   notificationFailed(failure: NotificationFailure): void;
   /** Records a reminder sent to an approval's approvers. */
@@ -353,6 +355,15 @@ export function createAuditLog(options: AuditLogOptions = {}): AuditLog {
     }),
     security: guarded((event: Exclude<SecurityEventType, "unauthorized">, details: JsonObject) => {
       write("security", { event, ...details });
+    }),
+    securitySummary: guarded((summary: SecuritySummary) => {
+      write("security_summary", {
+        event: summary.type,
+        remote_address: summary.peer.address,
+        ...(summary.peer.identity === undefined ? {} : { caller: summary.peer.identity }),
+        suppressed: summary.suppressed,
+        since: new Date(summary.sinceMs).toISOString(),
+      });
     }),
     notificationFailed: guarded((failure: NotificationFailure) => {
       write("notification_failed", {

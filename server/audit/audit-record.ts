@@ -93,7 +93,9 @@ export type AuditEventType =
   | "policy_reloaded"
   | "policy_reload_failed"
   /** Other security events: bad_admin_token, rate_limited, bad_signature, stale_timestamp, replay. */
-  | "security";
+  | "security"
+  /** Security events of one type and peer counted but not written one by one during an interval. */
+  | "security_summary";
 
 /** The terminal outcomes an audit line can carry in `outcome`. */
 export type AuditOutcome = "approved" | "denied" | "expired" | "cancelled";

@@ -52,6 +52,8 @@ export interface ServeConfig {
   auditKey?: string;
   /** How often a checkpoint of the audit log's head is taken (kept in the store and logged). */
   auditCheckpointMs: number;
+  /** Interval of the security summaries: refused calls of one type and peer after the first are counted. */
+  securitySummaryMs: number;
   /** OpenTelemetry tracing, from the standard `OTEL_*` variables; undefined: off. */
   tracing?: TracingConfig;
   /** What runs in this process: the API (gRPC, Connect, scheduler) and the Slack gateway. */
@@ -137,6 +139,7 @@ export interface ServeFlags {
   trustedProxies?: string;
   auditFile?: string;
   auditCheckpointInterval?: string;
+  securitySummaryInterval?: string;
   components?: string;
   slackListen?: string;
   apiUrl?: string;
@@ -185,6 +188,7 @@ export const serveEnv: Record<keyof ServeFlags, string> = {
   trustedProxies: "COUNTERSIGN_TRUSTED_PROXIES",
   auditFile: "COUNTERSIGN_AUDIT_FILE",
   auditCheckpointInterval: "COUNTERSIGN_AUDIT_CHECKPOINT_INTERVAL",
+  securitySummaryInterval: "COUNTERSIGN_SECURITY_SUMMARY_INTERVAL",
   components: "COUNTERSIGN_COMPONENTS",
   slackListen: "COUNTERSIGN_SLACK_LISTEN",
   apiUrl: "COUNTERSIGN_API_URL",
@@ -572,6 +576,14 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
   } catch (err) {
     problems.push(`--audit-checkpoint-interval: ${(err as Error).message}`);
   }
+  let securitySummaryMs = 60_000;
+  try {
+    securitySummaryMs = parseDuration(pick("securitySummaryInterval") ?? "60s");
+    if (securitySummaryMs < 100 || securitySummaryMs > 3_600_000)
+      problems.push("--security-summary-interval must be between 100ms and 1h");
+  } catch (err) {
+    problems.push(`--security-summary-interval: ${(err as Error).message}`);
+  }
   const tracing = tracingFromEnv(env, problems);
   const slack = parseSlackSettings(pick, env, components, problems);
 
@@ -599,6 +611,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
     ...(auditFile === undefined || auditFile === "" || auditFile === "-" ? {} : { auditFile }),
     ...(auditKey === undefined ? {} : { auditKey }),
     auditCheckpointMs,
+    securitySummaryMs,
     ...(tracing === undefined ? {} : { tracing }),
     components: { api: components.api, slack: slack !== undefined },
     limits,

@@ -18,7 +18,8 @@ import {
   createMetricsInterceptor,
   createTracingInterceptor,
 } from "./rpc-interceptors.js";
-import type { SecurityEventType } from "./security-events.js";
+import type { SecurityEventType, SecurityPeer } from "./security-events.js";
+import { createSecurityThrottle } from "./security-throttle.js";
 import { reportSchedulerRuns, traceStore } from "./traced-store.js";
 import { startTracing, type Tracing, type TracingOptions } from "./tracing.js";
 
@@ -40,6 +41,11 @@ export interface ObservabilityOptions {
   tracing?: TracingOptions;
   /** Node process metrics. @default true */
   processMetrics?: boolean;
+  /**
+   * Refused calls of one type and peer after the first are only counted, and summarised once per this
+   * interval (audit `security_summary` line and log line). @default 60000
+   */
+  securitySummaryMs?: number;
 }
 
 /** Audit, metrics and tracing of one server, wired to the application layer and the transports. */
@@ -57,11 +63,12 @@ export interface Observability {
   /** For the policy holder's `onReload`. */
   policyReloaded(event: PolicyReloadEvent): void;
   /**
-   * Counts and audits a security event seen outside the application layer: a bad admin token, a rate
-   * limited create, a Slack request with a bad signature, a stale timestamp or a replay. (Unauthorized
-   * attempts are reported by the application layer and the metrics interceptor.)
+   * Counts a security event seen outside the application layer (a bad admin token, a rate limited
+   * create, a Slack request with a bad signature, a stale timestamp or a replay) and, when it is the
+   * first of its type and peer in the interval, audits and logs it; the others are summarised.
+   * (Unauthorized attempts are reported by the application layer and the metrics interceptor.)
    */
-  security(type: Exclude<SecurityEventType, "unauthorized">, details: JsonObject): void;
+  security(type: Exclude<SecurityEventType, "unauthorized">, peer: SecurityPeer, details: JsonObject): void;
   /** The store the server should use (traced when tracing is on); its gauges are read at each scrape. */
   store(store: ApprovalStore): ApprovalStore;
   /** The store the scheduler should use: each of its runs is reported to metrics. */
@@ -71,7 +78,7 @@ export interface Observability {
    * refused requests (bad signature, stale timestamp, replay) and clicks refused by the gateway itself.
    */
   slackListener(event: SlackGatewayEvent): void;
-  /** Flushes and closes the audit log and the tracer. */
+  /** Writes the pending security summaries, flushes and closes the audit log and the tracer. */
   close(): Promise<void>;
 }
 
@@ -97,6 +104,22 @@ function slackCallSpan(tracer: Tracer, event: Extract<SlackGatewayEvent, { type:
     span.setStatus({ code: SpanStatusCode.ERROR, message: event.error || event.outcome });
   span.end(end);
 }
+
+/** The server log's message for a security event written in full. */
+const securityLogMessage: Record<SecurityEventType, string> = {
+  bad_signature: "Slack request refused",
+  stale_timestamp: "Slack request refused",
+  replay: "Slack request refused",
+  rate_limited: "create rate limited",
+  unauthorized: "call refused",
+  bad_admin_token: "admin call refused",
+};
+
+/** The log fields naming a peer. */
+const peerFields = (peer: SecurityPeer): JsonObject => ({
+  remote_address: peer.address,
+  ...(peer.identity === undefined ? {} : { caller: peer.identity }),
+});
 
 /** Span event attributes of an approval event. */
 function spanEventAttributes(event: ApprovalEvent): Attributes {
@@ -167,6 +190,30 @@ export async function createObservability(options: ObservabilityOptions): Promis
     );
   }
 
+  const throttle = createSecurityThrottle({
+    clock,
+    intervalMs: options.securitySummaryMs ?? 60_000,
+    onSummary: (summary) => {
+      audit.securitySummary(summary);
+      logger.warn(
+        {
+          security_event: summary.type,
+          ...peerFields(summary.peer),
+          suppressed: summary.suppressed,
+          since: new Date(summary.sinceMs).toISOString(),
+        },
+        "security events summarised",
+      );
+    },
+  });
+  /** Counts every event; audits and logs it when it is the first of its type and peer in the interval. */
+  const securityEvent = (type: SecurityEventType, peer: SecurityPeer, write: () => JsonObject): void => {
+    metrics.security(type);
+    if (!throttle.admit(type, peer)) return;
+    const details = write();
+    logger.warn({ security_event: type, ...peerFields(peer), ...details }, securityLogMessage[type]);
+  };
+
   const reported = new WeakSet<object>();
   const listeners: ApprovalEventListener[] = [
     (event) => {
@@ -191,13 +238,16 @@ export async function createObservability(options: ObservabilityOptions): Promis
       onRefused: (call) => {
         const cause = call.error.cause;
         if (typeof cause === "object" && cause !== null && reported.has(cause)) return;
-        metrics.security("unauthorized");
-        audit.unauthorized({
-          caller: call.caller,
-          rpc: call.rpc,
-          ...(call.approvalId === undefined ? {} : { approvalId: call.approvalId }),
-          ...(call.approver === undefined ? {} : { actor: call.approver }),
-          message: call.error.rawMessage,
+        const peer = { address: call.address, ...(call.caller === "" ? {} : { identity: call.caller }) };
+        securityEvent("unauthorized", peer, () => {
+          audit.unauthorized({
+            caller: call.caller,
+            rpc: call.rpc,
+            ...(call.approvalId === undefined ? {} : { approvalId: call.approvalId }),
+            ...(call.approver === undefined ? {} : { actor: call.approver }),
+            message: call.error.rawMessage,
+          });
+          return { rpc: call.rpc, message: call.error.rawMessage };
         });
       },
     }),
@@ -228,9 +278,11 @@ export async function createObservability(options: ObservabilityOptions): Promis
       audit.policyReloaded(event);
       metrics.policyReloaded(event);
     },
-    security(type, details) {
-      metrics.security(type);
-      audit.security(type, details);
+    security(type, peer, details) {
+      securityEvent(type, peer, () => {
+        audit.security(type, { ...details, ...peerFields(peer) });
+        return details;
+      });
     },
     store(store) {
       metrics.observeStore(store);
@@ -250,8 +302,10 @@ export async function createObservability(options: ObservabilityOptions): Promis
           metrics.slack.queue(event.depth, event.oldestAgeMs / 1000);
           return;
         case "security":
-          metrics.security(event.kind);
-          audit.security(event.kind, { reason: event.reason, remote_address: event.remoteAddress });
+          securityEvent(event.kind, { address: event.remoteAddress }, () => {
+            audit.security(event.kind, { reason: event.reason, remote_address: event.remoteAddress });
+            return { reason: event.reason };
+          });
           return;
         case "unauthorized":
           // A refusal of the API itself is already reported by the application layer or the interceptor.
@@ -297,6 +351,7 @@ export async function createObservability(options: ObservabilityOptions): Promis
       }
     },
     async close() {
+      throttle.close();
       await audit.close();
       await tracing?.shutdown();
     },

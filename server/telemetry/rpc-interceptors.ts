@@ -14,6 +14,7 @@ import {
 } from "@opentelemetry/api";
 import { ApprovalService } from "../../gen/countersign/v1/approval_service_pb.js";
 import { callerKey } from "../services/caller.js";
+import { peerKey } from "../transport/peer.js";
 import type { Metrics } from "./metrics.js";
 
 /** Span attribute naming the approval a span is about. */
@@ -165,6 +166,8 @@ export interface RefusedCall {
   rpc: string;
   /** The caller's identity ("" without a certificate). */
   caller: string;
+  /** The peer's remote address. */
+  address: string;
   /** The approval the request named, if any. */
   approvalId?: string;
   /** The approver a SubmitDecision acted for. */
@@ -200,6 +203,7 @@ export function createMetricsInterceptor(options: MetricsInterceptorOptions): In
     onRefused({
       rpc: `${req.service.typeName}/${req.method.name}`,
       caller: req.contextValues.get(callerKey)?.identity ?? "",
+      address: req.contextValues.get(peerKey).address,
       ...(approvalId === undefined ? {} : { approvalId }),
       ...(typeof approver === "string" && approver !== "" ? { approver } : {}),
       error,

@@ -19,3 +19,21 @@ export const securityEventTypes = [
 
 /** One of {@link securityEventTypes}. */
 export type SecurityEventType = (typeof securityEventTypes)[number];
+
+/** Where a security event came from: refusals are aggregated per type and peer. */
+export interface SecurityPeer {
+  /** Remote address, e.g. `127.0.0.1` (`slack` or `in-process` when there is none). */
+  address: string;
+  /** The identity the peer presented (certificate, rate-limit client), when it presented one. */
+  identity?: string;
+}
+
+/** The events of one type and peer that were counted but not written in full during one interval. */
+export interface SecuritySummary {
+  type: SecurityEventType;
+  peer: SecurityPeer;
+  /** Events counted since the last one written (in full or in a summary). */
+  suppressed: number;
+  /** Epoch ms the interval began. */
+  sinceMs: number;
+}

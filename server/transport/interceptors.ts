@@ -64,8 +64,8 @@ export function createIdentityInterceptor(options: IdentityOptions): Interceptor
 export interface AdminAuthOptions {
   /** The admin bearer token; undefined disables the admin service. */
   token: string | undefined;
-  /** Called for every refused admin call (metrics, audit). */
-  onRefused?: (reason: string) => void;
+  /** Called for every refused admin call (metrics, audit), with the peer's remote address. */
+  onRefused?: (reason: string, address: string) => void;
 }
 
 const digest = (s: string) => createHash("sha256").update(s).digest();
@@ -79,7 +79,7 @@ export function createAdminAuthInterceptor(options: AdminAuthOptions): Intercept
   return (next) => async (req) => {
     if (req.service.typeName !== AdminService.typeName) return next(req);
     const refuse = (reason: string): never => {
-      options.onRefused?.(reason);
+      options.onRefused?.(reason, req.contextValues.get(peerKey).address);
       throw new ConnectError(reason, Code.Unauthenticated);
     };
     if (expected === undefined) refuse("the admin service is disabled: ADMIN_TOKEN is not configured");

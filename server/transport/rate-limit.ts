@@ -61,7 +61,7 @@ export interface RateLimitInterceptorOptions {
    */
   trustedProxies: readonly string[];
   /** Called with the client key for every refused create (security event). */
-  onLimited?: (clientKey: string) => void;
+  onLimited?: (clientKey: string, address: string) => void;
   /** Called when the limiter itself fails; the create is then allowed. */
   onError?: (err: unknown) => void;
 }
@@ -103,7 +103,7 @@ export function createRateLimitInterceptor(options: RateLimitInterceptorOptions)
       await options.bucket.consume(key);
     } catch (err) {
       if (err instanceof RateLimiterRes) {
-        options.onLimited?.(key);
+        options.onLimited?.(key, req.contextValues.get(peerKey).address);
         // One number everywhere: whole seconds, rounded up, in the message, RetryInfo and Retry-After.
         const retryAfterMs = Math.max(1, Math.ceil(err.msBeforeNext / 1000)) * 1000;
         throw toConnectError(

@@ -441,6 +441,7 @@ async function startServerSteps(
             clock,
             archive: createArchiveWriter({ dir: config.archiveDir }),
             retentionMs: config.retentionMs,
+            observer: observability.metrics.retention,
           }),
         }),
   });

@@ -3,6 +3,16 @@ import type { Clock } from "../domain/clock.js";
 import type { ApprovalStore } from "../store/approval-store.js";
 import type { Claims } from "../store/claims.js";
 
+/** Told what retention actually did, batch by batch (e.g. the metrics). */
+export interface RetentionObserver {
+  /** `count` approvals were appended to the archive (fsync'ed). */
+  archived(count: number): void;
+  /** `count` approvals were purged from the store. */
+  purged(count: number): void;
+  /** An archive write failed: the run stops and purges nothing of that batch. */
+  archiveFailed(err: unknown): void;
+}
+
 /** Options of `createRetention`. */
 export interface RetentionOptions {
   store: ApprovalStore;
@@ -16,6 +26,8 @@ export interface RetentionOptions {
   intervalMs?: number;
   /** Approvals archived and purged per step. @default 500 */
   batchSize?: number;
+  /** Told what each batch did. */
+  observer?: RetentionObserver;
 }
 
 /** What one retention run did. */
@@ -44,7 +56,7 @@ export interface Retention {
  * is at least once, and re-importing is idempotent.
  */
 export function createRetention(options: RetentionOptions): Retention {
-  const { store, archive, claims, clock } = options;
+  const { store, archive, claims, clock, observer } = options;
   const retentionMs = options.retentionMs ?? 7 * 24 * 3_600_000;
   const intervalMs = options.intervalMs ?? 60_000;
   const batchSize = options.batchSize ?? 500;
@@ -61,13 +73,20 @@ export function createRetention(options: RetentionOptions): Retention {
         const due = await store.dueForPurge(now - retentionMs, batchSize);
         if (due.length === 0) break;
         const fresh = due.filter((d) => !d.archived).map((d) => d.approval);
-        await archive.append(fresh, now);
+        try {
+          await archive.append(fresh, now);
+        } catch (err) {
+          observer?.archiveFailed(err);
+          throw err;
+        }
         archived += fresh.length;
+        if (fresh.length > 0) observer?.archived(fresh.length);
         let purgedNow = 0;
         for (const { approval } of due) {
           if (await store.purge(approval.id, approval.version)) purgedNow++;
         }
         purged += purgedNow;
+        if (purgedNow > 0) observer?.purged(purgedNow);
         if (due.length < batchSize || purgedNow === 0) break;
       }
       return { ran: true, archived, purged };

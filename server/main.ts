@@ -426,6 +426,7 @@ async function startServerSteps(
     store: observability.schedulerStore(store),
     operations,
     clock,
+    ...(observability.tracing === undefined ? {} : { tracer: observability.tracing.tracer }),
     onError: (err) => {
       // While the store is down every run fails the same way: say so once in a while, not 4 times a second.
       if (err instanceof UnavailableError && clock.now() - lastUnavailableLog < 30_000) return;
@@ -442,6 +443,7 @@ async function startServerSteps(
             archive: createArchiveWriter({ dir: config.archiveDir }),
             retentionMs: config.retentionMs,
             observer: observability.metrics.retention,
+            ...(observability.tracing === undefined ? {} : { tracer: observability.tracing.tracer }),
           }),
         }),
   });

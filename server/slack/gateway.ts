@@ -226,8 +226,13 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
   const leases = options.leases ?? createMemoryLeases(clock);
   const claims = options.claims ?? createMemoryClaims(() => clock.now());
   const caller = createSlackCaller({ client: app.client, concurrency: tuning.concurrency, onEvent });
+  const userGroups = createUserGroupResolver({
+    caller,
+    onError: (err, group) => logger.warn({ err, group }, "cannot list a Slack user group"),
+  });
   const queue = createOutboundQueue({
     caller,
+    userGroups,
     messages,
     leases,
     clock,
@@ -251,10 +256,7 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
     queue,
     caller,
     approval: (id) => approvals.get(id),
-    userGroups: createUserGroupResolver({
-      caller,
-      onError: (err, group) => logger.warn({ err, group }, "cannot list a Slack user group"),
-    }),
+    userGroups,
     userEmails: createUserEmailResolver({ caller }),
     onEvent,
     logger,

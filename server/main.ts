@@ -34,7 +34,11 @@ import { type Claims, createMemoryClaims } from "./store/claims.js";
 import { createMemoryApprovalStore } from "./store/memory-approval-store.js";
 import { openRedisBackend, type RedisBackend } from "./store/redis-backend.js";
 import { createReadinessMonitor } from "./telemetry/health.js";
-import { createObservability } from "./telemetry/observability.js";
+import {
+  createObservability,
+  type Observability,
+  type ObservabilityOptions,
+} from "./telemetry/observability.js";
 import { closeConnectServer, createConnectServer } from "./transport/connect-server.js";
 import {
   type ConnectionGuardEvent,
@@ -187,22 +191,9 @@ async function startServerSteps(
   // Opened first (the audit log keeps its checkpoints there), so closed last.
   if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   // Audit, metrics and tracing come first: they see the first policy load.
-  const observability = await createObservability({
-    clock,
-    logger,
-    ...(config.auditFile === undefined ? {} : { auditDestination: config.auditFile }),
-    ...(config.auditKey === undefined ? {} : { auditKey: config.auditKey }),
-    auditCheckpointMs: config.auditCheckpointMs,
-    auditCheckpoints:
-      redisBackend === undefined || config.redis === undefined
-        ? createMemoryCheckpointStore()
-        : createRedisCheckpointStore(redisBackend.connections.command, config.redis.keyPrefix),
-    ...(deps.spanExporter !== undefined
-      ? { tracing: { exporter: deps.spanExporter, batch: false } }
-      : config.tracing === undefined
-        ? {}
-        : { tracing: { exporter: config.tracing.exporter } }),
-  });
+  const observability = await createObservability(
+    observabilityOptions(config, deps, { clock, logger, redisBackend }),
+  );
   opened.add("audit log and tracing", () => observability.close());
 
   const policies = createPolicyHolder({
@@ -523,6 +514,30 @@ function sharedSlackState(
   };
 }
 
+/** Audit, metrics and tracing as configured; audit checkpoints go to Redis when there is one. */
+function observabilityOptions(
+  config: ServeConfig,
+  deps: ServerDependencies,
+  { clock, logger, redisBackend }: { clock: Clock; logger: Logger; redisBackend: RedisBackend | undefined },
+): ObservabilityOptions {
+  return {
+    clock,
+    logger,
+    ...(config.auditFile === undefined ? {} : { auditDestination: config.auditFile }),
+    ...(config.auditKey === undefined ? {} : { auditKey: config.auditKey }),
+    auditCheckpointMs: config.auditCheckpointMs,
+    auditCheckpoints:
+      redisBackend === undefined || config.redis === undefined
+        ? createMemoryCheckpointStore()
+        : createRedisCheckpointStore(redisBackend.connections.command, config.redis.keyPrefix),
+    ...(deps.spanExporter !== undefined
+      ? { tracing: { exporter: deps.spanExporter, batch: false } }
+      : config.tracing === undefined
+        ? {}
+        : { tracing: { exporter: config.tracing.exporter } }),
+  };
+}
+
 /** The gateway's dependencies: its events are counted and audited, its security events logged. */
 function slackDeps(
   deps: SlackGatewayDependencies | undefined,
@@ -588,18 +603,33 @@ export async function startSlackGatewayProcess(
   if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
   let gateway: SlackGateway;
+  let observability: Observability;
   let opsServer: http.Server;
   let opsPort: number;
   try {
+    // Its own audit chain, metrics and spans: what it posts, reminds and escalates, and Slack's answers.
+    observability = await createObservability(
+      observabilityOptions(config, deps, { clock, logger, redisBackend }),
+    );
+    const observed = observability;
+    opened.add("audit log and tracing", () => observed.close());
     gateway = await startRemoteSlackGateway(config.slack, {
       clock,
       logger: logger.child({ component: "slack" }),
       claims,
-      deps: slackDeps({ ...sharedSlackState(redisBackend), ...deps.slack }, logger),
+      deps: slackDeps(
+        { ...sharedSlackState(redisBackend), ...deps.slack },
+        logger,
+        observability.slackListener,
+      ),
     });
     const started = gateway;
     opened.add("Slack gateway", () => started.close());
-    opsServer = createOpsServer({ version, readiness: { slack: slackReadiness(gateway) } });
+    opsServer = createOpsServer({
+      version,
+      readiness: { slack: slackReadiness(gateway) },
+      routes: observability.opsRoutes,
+    });
     opsPort = await listen(opsServer, config.opsListen.host, config.opsListen.port);
   } catch (err) {
     await opened.closeAll(logger);
@@ -611,6 +641,7 @@ export async function startSlackGatewayProcess(
     async close() {
       await gateway.close();
       await closeHttpServer(opsServer);
+      await observability.close();
       await redisBackend?.store.close();
     },
   };

@@ -318,6 +318,7 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
   /** Hands due notices to the queue and forgets finished approvals after a while. */
   function tick(): void {
     const now = clock.now();
+    const due = { reminders: 0, escalations: 0, approvals: 0 };
     for (const [id, a] of approvals) {
       if (isTerminal(a.state)) {
         if (now - a.decideTime > 3_600_000) {
@@ -326,6 +327,7 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
         }
         continue;
       }
+      let handedNow = false;
       for (const notice of dueNotices(a, now)) {
         let done = handed.get(id);
         if (done === undefined) {
@@ -335,8 +337,13 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
         if (done.has(notice)) continue;
         done.add(notice);
         queue.notify(a, notice);
+        handedNow = true;
+        if (notice === "escalation") due.escalations++;
+        else due.reminders++;
       }
+      if (handedNow) due.approvals++;
     }
+    if (due.approvals > 0) onEvent({ type: "notices_due", ...due });
   }
 
   let server: http.Server | undefined;

@@ -34,8 +34,11 @@ import { type Claims, createMemoryClaims } from "./store/claims.js";
 import { createMemoryApprovalStore } from "./store/memory-approval-store.js";
 import { openRedisBackend, type RedisBackend } from "./store/redis-backend.js";
 import { createReadinessMonitor } from "./telemetry/health.js";
-import { createObservability } from "./telemetry/observability.js";
-import { createSecurityThrottle } from "./telemetry/security-throttle.js";
+import {
+  createObservability,
+  type Observability,
+  type ObservabilityOptions,
+} from "./telemetry/observability.js";
 import { closeConnectServer, createConnectServer } from "./transport/connect-server.js";
 import {
   type ConnectionGuardEvent,
@@ -188,23 +191,9 @@ async function startServerSteps(
   // Opened first (the audit log keeps its checkpoints there), so closed last.
   if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   // Audit, metrics and tracing come first: they see the first policy load.
-  const observability = await createObservability({
-    clock,
-    logger,
-    ...(config.auditFile === undefined ? {} : { auditDestination: config.auditFile }),
-    ...(config.auditKey === undefined ? {} : { auditKey: config.auditKey }),
-    auditCheckpointMs: config.auditCheckpointMs,
-    securitySummaryMs: config.securitySummaryMs,
-    auditCheckpoints:
-      redisBackend === undefined || config.redis === undefined
-        ? createMemoryCheckpointStore()
-        : createRedisCheckpointStore(redisBackend.connections.command, config.redis.keyPrefix),
-    ...(deps.spanExporter !== undefined
-      ? { tracing: { exporter: deps.spanExporter, batch: false } }
-      : config.tracing === undefined
-        ? {}
-        : { tracing: { exporter: config.tracing.exporter } }),
-  });
+  const observability = await createObservability(
+    observabilityOptions(config, deps, { clock, logger, redisBackend }),
+  );
   opened.add("audit log and tracing", () => observability.close());
 
   const policies = createPolicyHolder({
@@ -423,6 +412,7 @@ async function startServerSteps(
     store: observability.schedulerStore(store),
     operations,
     clock,
+    ...(observability.tracing === undefined ? {} : { tracer: observability.tracing.tracer }),
     onError: (err) => {
       // While the store is down every run fails the same way: say so once in a while, not 4 times a second.
       if (err instanceof UnavailableError && clock.now() - lastUnavailableLog < 30_000) return;
@@ -438,6 +428,8 @@ async function startServerSteps(
             clock,
             archive: createArchiveWriter({ dir: config.archiveDir }),
             retentionMs: config.retentionMs,
+            observer: observability.metrics.retention,
+            ...(observability.tracing === undefined ? {} : { tracer: observability.tracing.tracer }),
           }),
         }),
   });
@@ -517,6 +509,31 @@ function sharedSlackState(
   };
 }
 
+/** Audit, metrics and tracing as configured; audit checkpoints go to Redis when there is one. */
+function observabilityOptions(
+  config: ServeConfig,
+  deps: ServerDependencies,
+  { clock, logger, redisBackend }: { clock: Clock; logger: Logger; redisBackend: RedisBackend | undefined },
+): ObservabilityOptions {
+  return {
+    clock,
+    logger,
+    ...(config.auditFile === undefined ? {} : { auditDestination: config.auditFile }),
+    ...(config.auditKey === undefined ? {} : { auditKey: config.auditKey }),
+    auditCheckpointMs: config.auditCheckpointMs,
+    securitySummaryMs: config.securitySummaryMs,
+    auditCheckpoints:
+      redisBackend === undefined || config.redis === undefined
+        ? createMemoryCheckpointStore()
+        : createRedisCheckpointStore(redisBackend.connections.command, config.redis.keyPrefix),
+    ...(deps.spanExporter !== undefined
+      ? { tracing: { exporter: deps.spanExporter, batch: false } }
+      : config.tracing === undefined
+        ? {}
+        : { tracing: { exporter: config.tracing.exporter } }),
+  };
+}
+
 /** The gateway's dependencies: its events are counted and audited, its security events logged. */
 function slackDeps(
   deps: SlackGatewayDependencies | undefined,
@@ -577,41 +594,34 @@ export async function startSlackGatewayProcess(
   const opened = new OpenedResources();
   if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   const claims = redisBackend?.claims ?? createMemoryClaims(() => clock.now());
-  // No audit log here: refused Slack requests are logged, the first per address in full, then summarised.
-  const throttle = createSecurityThrottle({
-    clock,
-    intervalMs: config.securitySummaryMs,
-    onSummary: (summary) =>
-      logger.warn(
-        {
-          security_event: summary.type,
-          remote_address: summary.peer.address,
-          suppressed: summary.suppressed,
-          since: new Date(summary.sinceMs).toISOString(),
-        },
-        "security events summarised",
-      ),
-  });
-  opened.add("security summaries", () => throttle.close());
   let gateway: SlackGateway;
+  let observability: Observability;
   let opsServer: http.Server;
   let opsPort: number;
   try {
+    // Its own audit chain, metrics and spans: what it posts, reminds and escalates, and Slack's answers.
+    observability = await createObservability(
+      observabilityOptions(config, deps, { clock, logger, redisBackend }),
+    );
+    const observed = observability;
+    opened.add("audit log and tracing", () => observed.close());
     gateway = await startRemoteSlackGateway(config.slack, {
       clock,
       logger: logger.child({ component: "slack" }),
       claims,
-      deps: slackDeps({ ...sharedSlackState(redisBackend), ...deps.slack }, logger, (event) => {
-        if (event.type === "security" && throttle.admit(event.kind, { address: event.remoteAddress }))
-          logger.warn(
-            { security_event: event.kind, reason: event.reason, remote_address: event.remoteAddress },
-            "Slack request refused",
-          );
-      }),
+      deps: slackDeps(
+        { ...sharedSlackState(redisBackend), ...deps.slack },
+        logger,
+        observability.slackListener,
+      ),
     });
     const started = gateway;
     opened.add("Slack gateway", () => started.close());
-    opsServer = createOpsServer({ version, readiness: { slack: slackReadiness(gateway) } });
+    opsServer = createOpsServer({
+      version,
+      readiness: { slack: slackReadiness(gateway) },
+      routes: observability.opsRoutes,
+    });
     opsPort = await listen(opsServer, config.opsListen.host, config.opsListen.port);
   } catch (err) {
     await opened.closeAll(logger);
@@ -622,8 +632,8 @@ export async function startSlackGatewayProcess(
     opsUrl: `http://${hostPort(config.opsListen.host, opsPort)}`,
     async close() {
       await gateway.close();
-      throttle.close();
       await closeHttpServer(opsServer);
+      await observability.close();
       await redisBackend?.store.close();
     },
   };

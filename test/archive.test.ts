@@ -16,6 +16,8 @@ import type { ApprovalStore } from "../server/store/approval-store.js";
 import { createMemoryClaims } from "../server/store/claims.js";
 import { createMemoryApprovalStore } from "../server/store/memory-approval-store.js";
 import { openRedisBackend } from "../server/store/redis-backend.js";
+import { createMetrics } from "../server/telemetry/metrics.js";
+import { parsePrometheusText } from "../server/telemetry/prometheus-text.js";
 import { type RedisServer, startRedis } from "./support/redis.js";
 
 const run = promisify(execFile);
@@ -214,6 +216,60 @@ describe("retention", () => {
     expect(await retention.runOnce()).toEqual({ ran: true, archived: 0, purged: 1 });
     expect(await store.get(a.id)).toBeUndefined();
     expect(readArchive(dir).flatMap((f) => f.approvals)).toEqual([a]);
+  });
+
+  it("counts what it archived and purged, and the archive writes that failed, on /metrics", async () => {
+    const clock = createManualClock(Date.UTC(2026, 2, 1));
+    const metrics = createMetrics({ clock, processMetrics: false });
+    const read = async () => {
+      const page = parsePrometheusText((await metrics.render()).text);
+      return ["archived", "purged", "archive_failures"].map((n) => page.value(`countersign_${n}_total`));
+    };
+    const store = createMemoryApprovalStore({ now: clock.now });
+    const claims = createMemoryClaims(clock.now);
+    const dir = mkdtempSync(join(tmpdir(), "countersign-archive-"));
+    const retention = createRetention({
+      store,
+      clock,
+      retentionMs,
+      claims,
+      archive: createArchiveWriter({ dir }),
+      observer: metrics.retention,
+    });
+    const make = approvalFactory();
+    const finished: Approval[] = [];
+    for (let i = 0; i < 3; i++)
+      finished.push(
+        await decide(store, (await store.create(make({ createTime: clock.now() }))).approval, clock.now()),
+      );
+    expect(await read()).toEqual([0, 0, 0]);
+
+    clock.advance(retentionMs + 60_000);
+    expect(await retention.runOnce()).toEqual({ ran: true, archived: 3, purged: 3 });
+    expect(await read()).toEqual([3, 3, 0]);
+
+    // A re-imported approval is purged again without being archived again.
+    const [first] = finished;
+    if (first === undefined) throw new Error("no approval");
+    expect(await store.restore(first)).toBe(true);
+    clock.advance(retentionMs + 60_000);
+    expect(await retention.runOnce()).toEqual({ ran: true, archived: 0, purged: 1 });
+    expect(await read()).toEqual([3, 4, 0]);
+
+    const notADirectory = join(mkdtempSync(join(tmpdir(), "countersign-archive-")), "file");
+    writeFileSync(notADirectory, "");
+    const failing = createRetention({
+      store,
+      clock,
+      retentionMs,
+      claims,
+      archive: createArchiveWriter({ dir: notADirectory }),
+      observer: metrics.retention,
+    });
+    await decide(store, (await store.create(make({ createTime: clock.now() }))).approval, clock.now());
+    clock.advance(retentionMs + 60_000);
+    await expect(failing.runOnce()).rejects.toThrow(/ENOTDIR|EEXIST/);
+    expect(await read()).toEqual([3, 4, 1]);
   });
 
   it("defaults --retention to 7 days and refuses a bad one", () => {

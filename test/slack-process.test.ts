@@ -12,6 +12,7 @@ import { ConfigError, loadServeConfig, type ServeFlags } from "../server/config/
 import { systemClock } from "../server/domain/clock.js";
 import { type RunningSlackGateway, startSlackGatewayProcess } from "../server/main.js";
 import { createMemorySlackMessageStore } from "../server/slack/memory-slack-message-store.js";
+import { parsePrometheusText } from "../server/telemetry/prometheus-text.js";
 import { createTestPki, type TestPki, testIdentities, writePemFiles } from "./support/certs.js";
 import { type FakeSlack, slackTestPolicy, startFakeSlack } from "./support/fake-slack.js";
 import { blockActionPayload, interactionBody, postSigned } from "./support/slack-signing.js";
@@ -116,6 +117,29 @@ describe("the Slack gateway in its own process", () => {
       );
       const ready = await fetch(`${gateway.opsUrl}/readyz`);
       expect(ready.status).toBe(200);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it("exports its own metrics and health on its ops port", async () => {
+    const gateway = await startGateway();
+    try {
+      const { approvals } = api.clients(pki.requester, "grpc");
+      const id =
+        (await approvals.createApproval({ action: "deploy.production", title: "Metrics" })).approval?.id ??
+        "";
+      await slack.waitFor(() => requestMessage(id), "the message");
+      expect((await fetch(`${gateway.opsUrl}/healthz`)).status).toBe(200);
+      const scrape = await fetch(`${gateway.opsUrl}/metrics`);
+      expect(scrape.status).toBe(200);
+      const page = parsePrometheusText(await scrape.text());
+      expect(
+        page.value("countersign_slack_api_calls_total", { method: "chat.postMessage", result: "ok" }),
+      ).toBeGreaterThanOrEqual(1);
+      expect(page.families.get("countersign_slack_queue_depth")).toBe("gauge");
+      expect(page.families.get("countersign_reminders_total")).toBe("counter");
+      expect(page.families.get("process_cpu_user_seconds_total")).toBe("counter");
     } finally {
       await gateway.close();
     }

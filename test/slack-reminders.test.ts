@@ -77,6 +77,16 @@ describe("reminders and the escalation", () => {
     expect(posted(id, "reminder:1:")).toHaveLength(1);
     expect(posted(id, "escalation:")).toHaveLength(1);
     expect(posted(id, "escalation-notice:")).toHaveLength(1);
+    // Each tick that found notices due said so once (what becomes the `scheduler reminders` span).
+    expect(
+      bed.events.flatMap((e) =>
+        e.type === "notices_due" ? [[e.reminders, e.escalations, e.approvals]] : [],
+      ),
+    ).toEqual([
+      [1, 0, 1],
+      [1, 0, 1],
+      [0, 1, 1],
+    ]);
     expect(
       bed.slack.messages().filter((m) => m.metadata?.event_payload.approval_id === decidedEarly),
     ).toHaveLength(1);

@@ -103,6 +103,17 @@ describe("tracing: the span tree of create → click → decision", () => {
     expect(store).toContainEqual(["store.create", approvalId]);
   });
 
+  it("runs the scheduler's expiry in its own `scheduler expire` spans", async () => {
+    await waitFor(
+      () => exporter.getFinishedSpans().some((s) => s.name === "scheduler expire"),
+      10_000,
+      "a scheduler span",
+    );
+    const run = exporter.getFinishedSpans().find((s) => s.name === "scheduler expire");
+    expect(run?.attributes["countersign.expired"]).toBe(0);
+    expect(run?.parentSpanContext).toBeUndefined();
+  });
+
   it("click → decision: Connect server span under the gateway's client span, store calls and the decision", () => {
     const server = named("countersign.v1.ApprovalService/SubmitDecision").find(
       (s) => s.kind === SpanKind.SERVER,

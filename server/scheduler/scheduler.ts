@@ -1,7 +1,9 @@
+import type { Tracer } from "@opentelemetry/api";
 import type { Clock } from "../domain/clock.js";
 import type { ApprovalOperations } from "../services/approval-operations.js";
 import type { ApprovalStore } from "../store/approval-store.js";
 import type { Retention } from "./retention.js";
+import { inSchedulerSpan } from "./scheduler-span.js";
 
 /** Options of `createScheduler`. */
 export interface SchedulerOptions {
@@ -16,6 +18,8 @@ export interface SchedulerOptions {
   onError?: (err: unknown) => void;
   /** Archive-and-purge runs, every `retention.intervalMs` (on one replica at a time). */
   retention?: Retention;
+  /** Each run is a `scheduler expire` span, with the number of approvals it expired. */
+  tracer?: Tracer;
 }
 
 /** Runs the approvals' timers. */
@@ -61,7 +65,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   }
 
   function runOnce(): Promise<number> {
-    running ??= expireDue().finally(() => {
+    running ??= inSchedulerSpan(options.tracer, "scheduler expire", expireDue, (expired) => ({
+      "countersign.expired": expired,
+    })).finally(() => {
       running = undefined;
     });
     return running;

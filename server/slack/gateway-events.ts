@@ -89,7 +89,9 @@ export type SlackGatewayEvent =
       notice: "reminder" | "escalation" | "escalation_notice" | "escalation_dm";
       index: number;
       channel: string;
-    };
+    }
+  /** The reminder tick found notices due and handed them to the outbound queue (not sent when none were). */
+  | { type: "notices_due"; reminders: number; escalations: number; approvals: number };
 
 /** Receives gateway events. It must not throw; it is called synchronously on the gateway's paths. */
 export type SlackGatewayEventListener = (event: SlackGatewayEvent) => void;

@@ -226,8 +226,13 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
   const leases = options.leases ?? createMemoryLeases(clock);
   const claims = options.claims ?? createMemoryClaims(() => clock.now());
   const caller = createSlackCaller({ client: app.client, concurrency: tuning.concurrency, onEvent });
+  const userGroups = createUserGroupResolver({
+    caller,
+    onError: (err, group) => logger.warn({ err, group }, "cannot list a Slack user group"),
+  });
   const queue = createOutboundQueue({
     caller,
+    userGroups,
     messages,
     leases,
     clock,
@@ -251,10 +256,7 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
     queue,
     caller,
     approval: (id) => approvals.get(id),
-    userGroups: createUserGroupResolver({
-      caller,
-      onError: (err, group) => logger.warn({ err, group }, "cannot list a Slack user group"),
-    }),
+    userGroups,
     userEmails: createUserEmailResolver({ caller }),
     onEvent,
     logger,
@@ -316,6 +318,7 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
   /** Hands due notices to the queue and forgets finished approvals after a while. */
   function tick(): void {
     const now = clock.now();
+    const due = { reminders: 0, escalations: 0, approvals: 0 };
     for (const [id, a] of approvals) {
       if (isTerminal(a.state)) {
         if (now - a.decideTime > 3_600_000) {
@@ -324,6 +327,7 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
         }
         continue;
       }
+      let handedNow = false;
       for (const notice of dueNotices(a, now)) {
         let done = handed.get(id);
         if (done === undefined) {
@@ -333,8 +337,13 @@ export async function startSlackGateway(options: SlackGatewayOptions): Promise<S
         if (done.has(notice)) continue;
         done.add(notice);
         queue.notify(a, notice);
+        handedNow = true;
+        if (notice === "escalation") due.escalations++;
+        else due.reminders++;
       }
+      if (handedNow) due.approvals++;
     }
+    if (due.approvals > 0) onEvent({ type: "notices_due", ...due });
   }
 
   let server: http.Server | undefined;

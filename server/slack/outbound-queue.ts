@@ -28,6 +28,7 @@ import type { Leases } from "./leases.js";
 import { isSlackUserId } from "./mrkdwn.js";
 import { SlackCallError, type SlackCaller, type SlackResult } from "./slack-calls.js";
 import type { SlackMessageRecord, SlackMessageStore } from "./slack-message-store.js";
+import type { UserGroupResolver } from "./user-groups.js";
 
 /** The `event_type` of the metadata marker on every message the gateway posts. */
 export const slackMessageMarker = "countersign_message";
@@ -43,6 +44,8 @@ export interface OutboundQueueOptions {
   /** The product clock: record times and the search window of the no-duplicate check. */
   clock: Clock;
   onEvent: SlackGatewayEventListener;
+  /** Lists the members of the user groups of `dm: true` approvals, who get the request by DM too. */
+  userGroups?: Pick<UserGroupResolver, "membersOf">;
   /** Receives failures that are not Slack's (e.g. the message store); the work is retried. */
   onError?: (err: unknown, approvalId: string) => void;
   /** The bot's id (from `auth.test`), to recognise our own messages; undefined while unknown. */
@@ -113,6 +116,12 @@ export function destinations(a: Approval): string[] {
   if (!a.rules.dm) return a.rules.channel === "" ? [] : [a.rules.channel];
   const users = [...a.rules.stages.flatMap((s) => s.members.users), ...a.rules.approvers.users];
   return [...new Set(users.filter(isSlackUserId))];
+}
+
+/** The user groups whose members get an approval's request by DM (none unless the approval is in DM mode). */
+function dmGroups(a: Approval): string[] {
+  if (a.overrides.channel !== undefined || !a.rules.dm) return [];
+  return [...new Set([...a.rules.approvers.groups, ...a.rules.stages.flatMap((s) => s.members.groups)])];
 }
 
 /** Creates the outbound queue. */
@@ -304,7 +313,7 @@ export function createOutboundQueue(options: OutboundQueueOptions): OutboundQueu
     if (lease === undefined) return false;
     try {
       const records = new Map((await messages.list(id)).map((r) => [r.key, r]));
-      const targets = destinations(w.latest);
+      const targets = await destinationsOf(w, records);
       if (targets.length === 0 && !w.gaveUp.has("request")) {
         w.gaveUp.add("request");
         onEvent({
@@ -377,6 +386,36 @@ export function createOutboundQueue(options: OutboundQueueOptions): OutboundQueu
     } finally {
       await leases.release(`slack:${id}`, lease).catch((err: unknown) => options.onError?.(err, id));
     }
+  }
+
+  /**
+   * Where the request goes now: `destinations()`, plus in DM mode each member of the approval's user
+   * groups while it is pending, plus every DM already posted (so a member who left a group still sees the
+   * outcome). A group Slack refuses to list (e.g. `no_such_subteam`, `missing_scope`) is reported once as
+   * a failed post and skipped; other failures to list one fail the pass, which is retried.
+   */
+  async function destinationsOf(w: Worker, records: Map<string, SlackMessageRecord>): Promise<string[]> {
+    const groups = dmGroups(w.latest);
+    const listed = destinations(w.latest);
+    if (groups.length === 0 || options.userGroups === undefined) return listed;
+    const targets = new Set(listed);
+    for (const key of records.keys())
+      if (key.startsWith("request:") && isSlackUserId(key.slice("request:".length)))
+        targets.add(key.slice("request:".length));
+    if (w.latest.state !== "pending") return [...targets];
+    for (const group of groups) {
+      const key = `request-group:${group}`;
+      if (w.gaveUp.has(key)) continue;
+      try {
+        for (const user of await options.userGroups.membersOf(group))
+          if (isSlackUserId(user)) targets.add(user);
+      } catch (err) {
+        if (!(err instanceof SlackCallError) || err.outcome !== "rejected") throw err;
+        w.gaveUp.add(key);
+        onEvent({ type: "post_failed", approvalId: w.latest.id, key, method: err.method, error: err.code });
+      }
+    }
+    return [...targets];
   }
 
   async function postNotices(

@@ -9,6 +9,8 @@ export interface UserGroupResolver {
    * user (the service then refuses the vote, and the user is told why).
    */
   groupsOf(user: string, approval: Approval): Promise<string[]>;
+  /** The members of `group` (cached like `groupsOf`). @throws SlackCallError when Slack cannot list it */
+  membersOf(group: string): Promise<ReadonlySet<string>>;
 }
 
 /** Options of `createUserGroupResolver`. */
@@ -41,6 +43,7 @@ export function createUserGroupResolver(options: UserGroupResolverOptions): User
   }
 
   return {
+    membersOf,
     async groupsOf(user, approval) {
       const groups = [
         ...new Set([

@@ -218,6 +218,22 @@ export function createMetrics(options: MetricsOptions = {}) {
     registers,
   });
 
+  const archived = new Counter({
+    name: "countersign_archived_total",
+    help: "Finished approvals appended to the archive (fsync'ed) by retention.",
+    registers,
+  });
+  const purged = new Counter({
+    name: "countersign_purged_total",
+    help: "Finished approvals purged from the store by retention (after being archived).",
+    registers,
+  });
+  const archiveFailures = new Counter({
+    name: "countersign_archive_failures_total",
+    help: "Retention runs stopped by an archive write that failed (nothing of that batch was purged).",
+    registers,
+  });
+
   const slackQueueDepth = new Gauge({
     name: "countersign_slack_queue_depth",
     help: "Work items waiting or running in the Slack gateway's outbound queue.",
@@ -384,6 +400,21 @@ export function createMetrics(options: MetricsOptions = {}) {
     /** The scheduler completed a run against the store. */
     schedulerRan(): void {
       schedulerLastRun.set(Date.now() / 1000);
+    },
+    /** What retention did (see `RetentionObserver`). */
+    retention: {
+      /** `count` approvals were appended to the archive. */
+      archived(count: number): void {
+        archived.inc(count);
+      },
+      /** `count` approvals were purged from the store. */
+      purged(count: number): void {
+        purged.inc(count);
+      },
+      /** An archive write failed. */
+      archiveFailed(): void {
+        archiveFailures.inc();
+      },
     },
     /** Reads the store-describing gauges from `s` at every scrape. */
     observeStore(s: ApprovalStore): void {

@@ -93,7 +93,7 @@ describe("observability of the Slack gateway's events", () => {
     ).rejects.toThrow(`cannot open the audit file ${path}: `);
   });
 
-  it("traces each Slack Web API call as a client span when tracing is on", async () => {
+  it("traces each Slack Web API call as a client span, and each reminder tick that found work, when tracing is on", async () => {
     const exporter = new InMemorySpanExporter();
     const file = join(mkdtempSync(join(tmpdir(), "countersign-observability-")), "audit.jsonl");
     const o = await createObservability({
@@ -125,6 +125,14 @@ describe("observability of the Slack gateway's events", () => {
       expect(span?.status.code).toBe(SpanStatusCode.ERROR);
       const [seconds, nanos] = span?.duration ?? [0, 0];
       expect(seconds * 1000 + nanos / 1e6).toBeCloseTo(40, 0);
+
+      o.slackListener({ type: "notices_due", reminders: 2, escalations: 1, approvals: 2 });
+      const tick = exporter.getFinishedSpans().find((s) => s.name === "scheduler reminders");
+      expect(tick?.attributes).toEqual({
+        "countersign.reminders": 2,
+        "countersign.escalations": 1,
+        "countersign.approvals": 2,
+      });
     } finally {
       await o.close();
     }

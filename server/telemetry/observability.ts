@@ -344,6 +344,18 @@ export async function createObservability(options: ObservabilityOptions): Promis
             error: event.error,
           });
           return;
+        case "notices_due":
+          // The gateway's reminder tick, as a scheduler run (an instant: the posts are their own spans).
+          tracing?.tracer
+            .startSpan("scheduler reminders", {
+              attributes: {
+                "countersign.reminders": event.reminders,
+                "countersign.escalations": event.escalations,
+                "countersign.approvals": event.approvals,
+              },
+            })
+            .end();
+          return;
         case "rate_limited":
         case "post_recovered":
           // 429s are counted from their api_call event; a recovered post is in the gateway's logs.

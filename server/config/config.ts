@@ -52,6 +52,11 @@ export interface ServeConfig {
   auditKey?: string;
   /** How often a checkpoint of the audit log's head is taken (kept in the store and logged). */
   auditCheckpointMs: number;
+  /**
+   * How far this host's clock may be from Redis's (`TIME`) before the server reports not ready; 0: never
+   * unready (the skew is still measured). Only with the Redis store.
+   */
+  maxClockSkewMs: number;
   /** OpenTelemetry tracing, from the standard `OTEL_*` variables; undefined: off. */
   tracing?: TracingConfig;
   /** What runs in this process: the API (gRPC, Connect, scheduler) and the Slack gateway. */
@@ -137,6 +142,7 @@ export interface ServeFlags {
   trustedProxies?: string;
   auditFile?: string;
   auditCheckpointInterval?: string;
+  maxClockSkew?: string;
   components?: string;
   slackListen?: string;
   apiUrl?: string;
@@ -185,6 +191,7 @@ export const serveEnv: Record<keyof ServeFlags, string> = {
   trustedProxies: "COUNTERSIGN_TRUSTED_PROXIES",
   auditFile: "COUNTERSIGN_AUDIT_FILE",
   auditCheckpointInterval: "COUNTERSIGN_AUDIT_CHECKPOINT_INTERVAL",
+  maxClockSkew: "COUNTERSIGN_MAX_CLOCK_SKEW",
   components: "COUNTERSIGN_COMPONENTS",
   slackListen: "COUNTERSIGN_SLACK_LISTEN",
   apiUrl: "COUNTERSIGN_API_URL",
@@ -572,6 +579,14 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
   } catch (err) {
     problems.push(`--audit-checkpoint-interval: ${(err as Error).message}`);
   }
+  let maxClockSkewMs = 2_000;
+  try {
+    maxClockSkewMs = parseDuration(pick("maxClockSkew") ?? "2s");
+    if (maxClockSkewMs !== 0 && (maxClockSkewMs < 100 || maxClockSkewMs > 3_600_000))
+      problems.push("--max-clock-skew must be 0 (off) or between 100ms and 1h");
+  } catch (err) {
+    problems.push(`--max-clock-skew: ${(err as Error).message}`);
+  }
   const tracing = tracingFromEnv(env, problems);
   const slack = parseSlackSettings(pick, env, components, problems);
 
@@ -599,6 +614,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
     ...(auditFile === undefined || auditFile === "" || auditFile === "-" ? {} : { auditFile }),
     ...(auditKey === undefined ? {} : { auditKey }),
     auditCheckpointMs,
+    maxClockSkewMs,
     ...(tracing === undefined ? {} : { tracing }),
     components: { api: components.api, slack: slack !== undefined },
     limits,

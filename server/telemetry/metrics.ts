@@ -218,6 +218,12 @@ export function createMetrics(options: MetricsOptions = {}) {
     registers,
   });
 
+  const clockSkew = new Gauge({
+    name: "countersign_clock_skew_seconds",
+    help: "This host's clock minus Redis's (TIME), at the last readiness check; positive when this host is ahead.",
+    registers,
+  });
+
   const slackQueueDepth = new Gauge({
     name: "countersign_slack_queue_depth",
     help: "Work items waiting or running in the Slack gateway's outbound queue.",
@@ -384,6 +390,10 @@ export function createMetrics(options: MetricsOptions = {}) {
     /** The scheduler completed a run against the store. */
     schedulerRan(): void {
       schedulerLastRun.set(Date.now() / 1000);
+    },
+    /** This host's clock minus Redis's, as last measured. */
+    clockSkew(seconds: number): void {
+      clockSkew.set(seconds);
     },
     /** Reads the store-describing gauges from `s` at every scrape. */
     observeStore(s: ApprovalStore): void {

@@ -1,0 +1,31 @@
+import type { Redis } from "ioredis";
+import type { Clock } from "../domain/clock.js";
+import { toStoreError } from "./redis-connection.js";
+
+/** One comparison of a local clock with Redis's. */
+export interface ClockSkew {
+  /** Local time minus Redis time, in milliseconds: positive when the local clock is ahead. */
+  skewMs: number;
+  /** The round trip of the `TIME` command, in milliseconds; the skew is uncertain by half of it. */
+  roundTripMs: number;
+}
+
+/**
+ * Compares `local` with Redis's clock (`TIME`), the one clock every replica shares. Redis read its clock
+ * somewhere in the round trip, so it is compared with the local time at the round trip's midpoint.
+ * @throws UnavailableError when Redis does not answer
+ */
+export async function measureClockSkew(redis: Redis, local: Clock): Promise<ClockSkew> {
+  const sent = local.now();
+  const started = performance.now();
+  let time: (number | string)[];
+  try {
+    time = await redis.time();
+  } catch (err) {
+    throw toStoreError(err);
+  }
+  const roundTripMs = performance.now() - started;
+  const [seconds, micros] = time.map(Number);
+  const redisMs = (seconds ?? Number.NaN) * 1000 + (micros ?? Number.NaN) / 1000;
+  return { skewMs: sent + roundTripMs / 2 - redisMs, roundTripMs };
+}

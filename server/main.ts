@@ -34,7 +34,7 @@ import type { ApprovalStore } from "./store/approval-store.js";
 import { type Claims, createMemoryClaims } from "./store/claims.js";
 import { createMemoryApprovalStore } from "./store/memory-approval-store.js";
 import { openRedisBackend, type RedisBackend } from "./store/redis-backend.js";
-import { type ClockSkew, measureClockSkew } from "./store/redis-clock.js";
+import { type ClockSkew, createRedisTimeClock, measureClockSkew } from "./store/redis-clock.js";
 import type { RedisConnections } from "./store/redis-connection.js";
 import { createReadinessMonitor } from "./telemetry/health.js";
 import type { Metrics } from "./telemetry/metrics.js";
@@ -188,12 +188,15 @@ async function startServerSteps(
   logger: Logger,
   opened: OpenedResources,
 ): Promise<RunningServer> {
-  const clock = deps.clock ?? systemClock;
   const onListenerError = (err: unknown) => logger.error({ err }, "change listener failed");
   const redisBackend =
     deps.store === undefined && config.redis !== undefined
       ? openRedisBackend(config.redis, logger, onListenerError)
       : undefined;
+  const hostClock = deps.hostClock ?? systemClock;
+  // With Redis, deadlines keep to Redis's time (see clockSkewReadiness); an injected clock (tests) wins.
+  const redisTime = redisBackend === undefined ? undefined : createRedisTimeClock(hostClock);
+  const clock = deps.clock ?? redisTime ?? systemClock;
   // Opened first (the audit log keeps its checkpoints there), so closed last.
   if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   // Audit, metrics and tracing come first: they see the first policy load.
@@ -417,7 +420,8 @@ async function startServerSteps(
   };
   if (redisBackend !== undefined)
     readiness.clock = clockSkewReadiness(redisBackend.connections.command, {
-      host: deps.hostClock ?? systemClock,
+      host: hostClock,
+      onMeasured: (measured) => redisTime?.observe(measured),
       maxSkewMs: config.maxClockSkewMs,
       metrics: observability.metrics,
       logger,
@@ -567,14 +571,21 @@ function slackDeps(
 
 /**
  * Measures this host's clock against Redis's at each readiness check (the gauge
- * `countersign_clock_skew_seconds`), and is not ready while it is further off than `maxSkewMs` beyond
- * the measurement's uncertainty (half the round trip): deadlines are stored by one replica and enforced
- * by others, so a replica with a fast clock would expire everyone's approvals early. An unreachable
+ * `countersign_clock_skew_seconds`) and hands each measurement to `onMeasured` (which keeps the
+ * deadline clock to Redis's time). Not ready while the skew exceeds `maxSkewMs` beyond the measurement's
+ * uncertainty (half the round trip): the host clock is broken, and what still reads it (log and TLS
+ * times, Slack request timestamps, the moments before the first measurement) is wrong. An unreachable
  * Redis is the store check's to report.
  */
 function clockSkewReadiness(
   redis: RedisConnections["command"],
-  options: { host: Clock; maxSkewMs: number; metrics: Metrics; logger: Logger },
+  options: {
+    host: Clock;
+    maxSkewMs: number;
+    metrics: Metrics;
+    logger: Logger;
+    onMeasured: (measured: ClockSkew) => void;
+  },
 ): ReadinessCheck {
   const { host, maxSkewMs, metrics, logger } = options;
   let skewed = false;
@@ -586,6 +597,7 @@ function clockSkewReadiness(
       if (err instanceof UnavailableError) return undefined;
       throw err;
     }
+    options.onMeasured(measured);
     const { skewMs, roundTripMs } = measured;
     metrics.clockSkew(skewMs / 1000);
     const over = maxSkewMs > 0 && Math.abs(skewMs) - roundTripMs / 2 > maxSkewMs;

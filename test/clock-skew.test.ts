@@ -1,15 +1,16 @@
 /**
  * Clock skew between replicas: each server compares its host clock with Redis's (`TIME`), the one clock
- * the replicas share, at every readiness check. A host whose clock is off by more than
- * `--max-clock-skew` reports not ready, says why, logs an error and exposes the skew as a metric, so it
- * is taken out of service before its deadlines expire everyone's approvals early.
+ * the replicas share, at every readiness check, and keeps deadlines by Redis's time, so a replica with a
+ * fast clock expires nobody's approval early. A host whose clock is off by more than `--max-clock-skew`
+ * reports not ready, says why, logs an error and exposes the skew as a metric.
  */
-
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { State } from "../gen/countersign/v1/approval_pb.js";
 import { createManualClock } from "../server/domain/clock.js";
 import { createTestPki, type TestPki } from "./support/certs.js";
-import { type RedisServer, startRedis } from "./support/redis.js";
+import { pollUntil, type RedisServer, startRedis } from "./support/redis.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
 
 let pki: TestPki;
@@ -31,12 +32,14 @@ async function readyz(ts: TestServer): Promise<{ status: number; checks: Record<
   return { status: res.status, checks: body.checks };
 }
 
-async function skewGauge(ts: TestServer): Promise<number> {
+async function gauge(ts: TestServer, name: string): Promise<number> {
   const text = await (await fetch(`${ts.server.opsUrl}/metrics`)).text();
-  const line = /^countersign_clock_skew_seconds (\S+)$/m.exec(text);
-  if (line?.[1] === undefined) throw new Error("no countersign_clock_skew_seconds in /metrics");
+  const line = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+  if (line?.[1] === undefined) throw new Error(`no ${name} in /metrics`);
   return Number(line[1]);
 }
+
+const skewGauge = (ts: TestServer) => gauge(ts, "countersign_clock_skew_seconds");
 
 describe("clock skew against Redis TIME", () => {
   it("a host clock ahead or behind by more than --max-clock-skew makes the server not ready, logged and measured", async () => {
@@ -104,6 +107,44 @@ describe("clock skew against Redis TIME", () => {
     const ready = await readyz(ts);
     expect(ready).toEqual({ status: 200, checks: expect.objectContaining({ clock: "ok" }) });
     expect(Math.abs(await skewGauge(ts))).toBeLessThan(0.5);
+  }, 30_000);
+
+  it("a replica with a fast host clock keeps deadlines by Redis's time: it expires nobody's approval early", async () => {
+    const fastMs = 11 * 60_000; // past the 10-minute timeout of deploy.staging
+    const fast = await startTestServer({
+      pki,
+      flags: { store: redis.url },
+      hostClock: { now: () => Date.now() + fastMs },
+    });
+    servers.push(fast);
+    const other = await startTestServer({ pki, flags: { store: redis.url } });
+    servers.push(other);
+    expect((await readyz(fast)).checks.clock).toMatch(/660\.0 s ahead/);
+
+    const before = Date.now();
+    const created = await other
+      .clients(pki.requester, "grpc")
+      .approvals.createApproval({ action: "deploy.staging", title: "Deploy staging" });
+    const id = created.approval?.id ?? "";
+    // The fast replica's scheduler runs every 250 ms: let it run twice after the approval was stored.
+    const ranAt = await gauge(fast, "countersign_scheduler_last_run_timestamp_seconds");
+    await pollUntil(
+      async () => (await gauge(fast, "countersign_scheduler_last_run_timestamp_seconds")) >= ranAt + 0.4,
+      10_000,
+      "two runs of the fast replica's scheduler",
+    );
+    const seen = await fast.clients(pki.requester, "grpc").approvals.getApproval({ id });
+    expect(seen.approval?.state).toBe(State.PENDING);
+
+    const own = await fast
+      .clients(pki.requester, "connect")
+      .approvals.createApproval({ action: "deploy.staging", title: "Deploy staging again" });
+    const { createTime, expireTime } = own.approval ?? {};
+    if (createTime === undefined || expireTime === undefined) throw new Error("no create or expire time");
+    const createdAt = timestampMs(createTime);
+    expect(createdAt).toBeGreaterThanOrEqual(before - 1_000);
+    expect(createdAt).toBeLessThanOrEqual(Date.now() + 1_000);
+    expect(timestampMs(expireTime) - createdAt).toBe(600_000);
   }, 30_000);
 
   it("without Redis there is no shared clock to compare with: no clock check", async () => {

@@ -48,6 +48,7 @@ describe("Prometheus alert rules", () => {
       "CountersignApprovalsStuckPastExpiry",
       "CountersignSchedulerNotRunning",
       "CountersignAuditLogUnwritable",
+      "CountersignClockSkew",
     ]);
     expect(rules.find((r) => r.alert === "CountersignCreateLatencyHigh")?.expr).toContain("> 0.12");
     expect(rules.find((r) => r.alert === "CountersignDecideLatencyHigh")?.expr).toContain("> 0.25");

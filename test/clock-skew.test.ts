@@ -8,6 +8,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { State } from "../gen/countersign/v1/approval_pb.js";
+import { loadServeConfig } from "../server/config/config.js";
 import { createManualClock } from "../server/domain/clock.js";
 import { createTestPki, type TestPki } from "./support/certs.js";
 import { pollUntil, type RedisServer, startRedis } from "./support/redis.js";
@@ -77,6 +78,18 @@ describe("clock skew against Redis TIME", () => {
     expect(behind.checks.clock).toMatch(/^this host's clock is 3\.0 s behind Redis's/);
     expect(await skewGauge(ts)).toBeCloseTo(-3, 0);
   }, 30_000);
+
+  it("--max-clock-skew is 2s unless set, 0s (off) or 100ms to 1h", () => {
+    const flags = { policy: "p.yaml" };
+    expect(loadServeConfig(flags, {}).maxClockSkewMs).toBe(2_000);
+    expect(loadServeConfig(flags, { COUNTERSIGN_MAX_CLOCK_SKEW: "500ms" }).maxClockSkewMs).toBe(500);
+    expect(loadServeConfig({ ...flags, maxClockSkew: "0s" }, {}).maxClockSkewMs).toBe(0);
+    for (const bad of ["10ms", "2h"])
+      expect(() => loadServeConfig({ ...flags, maxClockSkew: bad }, {})).toThrow(
+        "--max-clock-skew must be 0 (off) or between 100ms and 1h",
+      );
+    expect(() => loadServeConfig({ ...flags, maxClockSkew: "soon" }, {})).toThrow(/--max-clock-skew: /);
+  });
 
   it("--max-clock-skew sets the bound (0s: measured, never unready)", async () => {
     const loose = await startTestServer({

@@ -220,7 +220,7 @@ export function createMetrics(options: MetricsOptions = {}) {
 
   const clockSkew = new Gauge({
     name: "countersign_clock_skew_seconds",
-    help: "This host's clock minus Redis's (TIME), at the last readiness check; positive when this host is ahead.",
+    help: "This host's clock minus Redis's (TIME), at the last readiness check; positive when this host is ahead (0 without Redis).",
     registers,
   });
 

@@ -14,6 +14,7 @@ import { createEchoService } from "./bench/echo-service.js";
 import type { ServeConfig } from "./config/config.js";
 import { type Clock, systemClock } from "./domain/clock.js";
 import { StoreDataLostError, UnavailableError } from "./domain/errors.js";
+import { formatDuration } from "./policy/duration.js";
 import { createPolicyHolder } from "./policy/policy-holder.js";
 import { createRetention } from "./scheduler/retention.js";
 import { createScheduler } from "./scheduler/scheduler.js";
@@ -33,7 +34,10 @@ import type { ApprovalStore } from "./store/approval-store.js";
 import { type Claims, createMemoryClaims } from "./store/claims.js";
 import { createMemoryApprovalStore } from "./store/memory-approval-store.js";
 import { openRedisBackend, type RedisBackend } from "./store/redis-backend.js";
+import { type ClockSkew, createRedisTimeClock, measureClockSkew } from "./store/redis-clock.js";
+import type { RedisConnections } from "./store/redis-connection.js";
 import { createReadinessMonitor } from "./telemetry/health.js";
+import type { Metrics } from "./telemetry/metrics.js";
 import {
   createObservability,
   type Observability,
@@ -57,6 +61,12 @@ import { version } from "./version.js";
 export interface ServerDependencies {
   logger?: Logger;
   clock?: Clock;
+  /**
+   * This host's clock as compared with Redis's to measure skew (tests: one set off); the system clock by
+   * default. Kept apart from `clock`, so a test's manual clock (which drives deadlines) is never taken
+   * for a skewed host clock.
+   */
+  hostClock?: Clock;
   store?: ApprovalStore;
   /** Trace to this exporter, span by span (tests: an in-memory exporter), whatever the config says. */
   spanExporter?: SpanExporter;
@@ -182,12 +192,15 @@ async function startServerSteps(
   logger: Logger,
   opened: OpenedResources,
 ): Promise<RunningServer> {
-  const clock = deps.clock ?? systemClock;
   const onListenerError = (err: unknown) => logger.error({ err }, "change listener failed");
   const redisBackend =
     deps.store === undefined && config.redis !== undefined
       ? openRedisBackend(config.redis, logger, onListenerError)
       : undefined;
+  const hostClock = deps.hostClock ?? systemClock;
+  // With Redis, deadlines keep to Redis's time (see clockSkewReadiness); an injected clock (tests) wins.
+  const redisTime = redisBackend === undefined ? undefined : createRedisTimeClock(hostClock);
+  const clock = deps.clock ?? redisTime ?? systemClock;
   // Opened first (the audit log keeps its checkpoints there), so closed last.
   if (redisBackend !== undefined) opened.add("Redis", () => redisBackend.store.close());
   // Audit, metrics and tracing come first: they see the first policy load.
@@ -391,6 +404,14 @@ async function startServerSteps(
     const reason = observability.audit.unavailableReason();
     return reason === undefined ? undefined : `audit log unavailable: ${reason}`;
   };
+  if (redisBackend !== undefined)
+    readiness.clock = clockSkewReadiness(redisBackend.connections.command, {
+      host: hostClock,
+      onMeasured: (measured) => redisTime?.observe(measured),
+      maxSkewMs: config.maxClockSkewMs,
+      metrics: observability.metrics,
+      logger,
+    });
   if (slackGateway !== undefined) readiness.slack = slackReadiness(slackGateway);
   // grpc.health.v1 follows readiness: on every /readyz and every 5 s.
   const readinessMonitor = createReadinessMonitor({
@@ -556,6 +577,51 @@ function slackDeps(
     deps?.onEvent?.(event);
   };
   return { ...deps, onEvent };
+}
+
+/**
+ * Measures this host's clock against Redis's at each readiness check (the gauge
+ * `countersign_clock_skew_seconds`) and hands each measurement to `onMeasured` (which keeps the
+ * deadline clock to Redis's time). Not ready while the skew exceeds `maxSkewMs` beyond the measurement's
+ * uncertainty (half the round trip): the host clock is broken, and what still reads it (log and TLS
+ * times, Slack request timestamps, the moments before the first measurement) is wrong. An unreachable
+ * Redis is the store check's to report.
+ */
+function clockSkewReadiness(
+  redis: RedisConnections["command"],
+  options: {
+    host: Clock;
+    maxSkewMs: number;
+    metrics: Metrics;
+    logger: Logger;
+    onMeasured: (measured: ClockSkew) => void;
+  },
+): ReadinessCheck {
+  const { host, maxSkewMs, metrics, logger } = options;
+  let skewed = false;
+  return async () => {
+    let measured: ClockSkew;
+    try {
+      measured = await measureClockSkew(redis, host);
+    } catch (err) {
+      if (err instanceof UnavailableError) return undefined;
+      throw err;
+    }
+    options.onMeasured(measured);
+    const { skewMs, roundTripMs } = measured;
+    metrics.clockSkew(skewMs / 1000);
+    const over = maxSkewMs > 0 && Math.abs(skewMs) - roundTripMs / 2 > maxSkewMs;
+    const fields = {
+      skew_ms: Math.round(skewMs),
+      round_trip_ms: Math.round(roundTripMs),
+      max_skew_ms: maxSkewMs,
+    };
+    if (over && !skewed) logger.error(fields, "this host's clock is off from Redis's; not ready");
+    if (!over && skewed) logger.info(fields, "this host's clock agrees with Redis's again");
+    skewed = over;
+    if (!over) return undefined;
+    return `this host's clock is ${(Math.abs(skewMs) / 1000).toFixed(1)} s ${skewMs > 0 ? "ahead of" : "behind"} Redis's (TIME), more than --max-clock-skew ${formatDuration(maxSkewMs)}; fix its time sync (NTP)`;
+  };
 }
 
 /** Ready once the gateway has read the pending approvals (a slow Slack does not make the API unready). */

@@ -49,6 +49,7 @@ describe("Prometheus alert rules", () => {
       "CountersignSchedulerNotRunning",
       "CountersignAuditLogUnwritable",
       "CountersignArchiveFailing",
+      "CountersignClockSkew",
     ]);
     expect(rules.find((r) => r.alert === "CountersignCreateLatencyHigh")?.expr).toContain("> 0.12");
     expect(rules.find((r) => r.alert === "CountersignDecideLatencyHigh")?.expr).toContain("> 0.25");

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Decision, State } from "../gen/countersign/v1/approval_pb.js";
 import { BadRequestSchema, RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { createTestPki, type TestPki, testIdentities } from "./support/certs.js";
-import { type Protocol, startTestServer, type TestServer } from "./support/test-server.js";
+import { type Protocol, startTestServer, type TestServer, testPolicy } from "./support/test-server.js";
 
 const adminToken = "test-admin-token-0123456789";
 const protocols: Protocol[] = ["grpc", "connect", "grpc-web"];
@@ -17,6 +17,11 @@ beforeAll(async () => {
     pki,
     flags: { deciders: testIdentities.decider, requesters: `${testIdentities.requester},stranger-requester` },
     env: { ADMIN_TOKEN: adminToken },
+    policy: `${testPolicy}  - name: on-call-restart
+    match: "service.restart"
+    approvers: { users: [U1] }
+    on_behalf_of_required: true
+`,
   });
 });
 afterAll(async () => {
@@ -101,6 +106,28 @@ describe.each(protocols)("ApprovalService over %s", (protocol) => {
     );
     expect(result.code).toBe(Code.InvalidArgument);
     expect(result.fields).toEqual(["action", "title", "origin.links[0].url"]);
+  });
+
+  it("refuses a request without on_behalf_of under a policy that requires it, naming the policy", async () => {
+    const { approvals } = requester();
+    const result = await failure(
+      approvals.createApproval({ action: "service.restart", title: "Restart api" }),
+    );
+    expect(result.code).toBe(Code.InvalidArgument);
+    expect(result.fields).toEqual(["on_behalf_of"]);
+    expect(result.message).toContain('policy "on-call-restart" requires on_behalf_of');
+    const blank = await failure(
+      approvals.createApproval({ action: "service.restart", title: "Restart api", onBehalfOf: "  " }),
+    );
+    expect(blank.fields).toEqual(["on_behalf_of"]);
+
+    const { approval } = await approvals.createApproval({
+      action: "service.restart",
+      title: "Restart api",
+      onBehalfOf: "<@U9>",
+    });
+    expect(approval?.policyName).toBe("on-call-restart");
+    expect(approval?.onBehalfOf).toBe("U9");
   });
 
   it("answers NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION and PERMISSION_DENIED", async () => {
@@ -421,7 +448,7 @@ describe("ReloadPolicies", () => {
             const fields = ce
               .findDetails(BadRequestSchema)
               .flatMap((d) => d.fieldViolations.map((v) => v.field));
-            expect(fields).toContain("policies[3].required_approvals");
+            expect(fields).toContain("policies[4].required_approvals");
           }
         }
       }

@@ -177,6 +177,12 @@ export function addServeCommand(program: Command): void {
     )
     .addOption(
       new Option(
+        "--max-clock-skew <duration>",
+        "not ready while this host's clock is further than this from Redis's; 0: off [COUNTERSIGN_MAX_CLOCK_SKEW] (default 2s)",
+      ),
+    )
+    .addOption(
+      new Option(
         "--components <list>",
         "what runs here: api, slack or all, comma-separated [COUNTERSIGN_COMPONENTS] (default all)",
       ),

@@ -54,6 +54,11 @@ export interface ServeConfig {
   auditCheckpointMs: number;
   /** Interval of the security summaries: refused calls of one type and peer after the first are counted. */
   securitySummaryMs: number;
+  /**
+   * How far this host's clock may be from Redis's (`TIME`) before the server reports not ready; 0: never
+   * unready (the skew is still measured). Only with the Redis store.
+   */
+  maxClockSkewMs: number;
   /** OpenTelemetry tracing, from the standard `OTEL_*` variables; undefined: off. */
   tracing?: TracingConfig;
   /** What runs in this process: the API (gRPC, Connect, scheduler) and the Slack gateway. */
@@ -140,6 +145,7 @@ export interface ServeFlags {
   auditFile?: string;
   auditCheckpointInterval?: string;
   securitySummaryInterval?: string;
+  maxClockSkew?: string;
   components?: string;
   slackListen?: string;
   apiUrl?: string;
@@ -189,6 +195,7 @@ export const serveEnv: Record<keyof ServeFlags, string> = {
   auditFile: "COUNTERSIGN_AUDIT_FILE",
   auditCheckpointInterval: "COUNTERSIGN_AUDIT_CHECKPOINT_INTERVAL",
   securitySummaryInterval: "COUNTERSIGN_SECURITY_SUMMARY_INTERVAL",
+  maxClockSkew: "COUNTERSIGN_MAX_CLOCK_SKEW",
   components: "COUNTERSIGN_COMPONENTS",
   slackListen: "COUNTERSIGN_SLACK_LISTEN",
   apiUrl: "COUNTERSIGN_API_URL",
@@ -584,6 +591,14 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
   } catch (err) {
     problems.push(`--security-summary-interval: ${(err as Error).message}`);
   }
+  let maxClockSkewMs = 2_000;
+  try {
+    maxClockSkewMs = parseDuration(pick("maxClockSkew") ?? "2s");
+    if (maxClockSkewMs !== 0 && (maxClockSkewMs < 100 || maxClockSkewMs > 3_600_000))
+      problems.push("--max-clock-skew must be 0 (off) or between 100ms and 1h");
+  } catch (err) {
+    problems.push(`--max-clock-skew: ${(err as Error).message}`);
+  }
   const tracing = tracingFromEnv(env, problems);
   const slack = parseSlackSettings(pick, env, components, problems);
 
@@ -612,6 +627,7 @@ export function loadServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv): Serv
     ...(auditKey === undefined ? {} : { auditKey }),
     auditCheckpointMs,
     securitySummaryMs,
+    maxClockSkewMs,
     ...(tracing === undefined ? {} : { tracing }),
     components: { api: components.api, slack: slack !== undefined },
     limits,

@@ -311,6 +311,19 @@ describe("buildApproval", () => {
     expect(a.rules).not.toHaveProperty("match");
   });
 
+  it("refuses a request without on_behalf_of when the policy requires it, naming the policy", () => {
+    const strict = policy({ onBehalfOfRequired: true });
+    expect(violationsOf(() => build(strict, request({ onBehalfOf: "" })))).toEqual([
+      {
+        field: "on_behalf_of",
+        description: 'policy "production-deploy" requires on_behalf_of, the person this request is made for',
+      },
+    ]);
+    expect(build(strict).onBehalfOf).toBe("alice@example.com");
+    expect(build(policy(), request({ onBehalfOf: "" })).state).toBe("pending");
+    expect(build(strict).rules).not.toHaveProperty("onBehalfOfRequired");
+  });
+
   describe("an action no policy matches", () => {
     it('is denied at once with unknownAction "deny"', () => {
       const a = build(null, request({ action: "db.drop" }), {}, "deny");

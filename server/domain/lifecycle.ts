@@ -107,7 +107,13 @@ export function createFingerprint(input: CreateInput): string {
 }
 
 function rulesOf(policy: Policy): ApprovalRules {
-  const { match: _match, description: _description, paramsMustFit: _paramsMustFit, ...rules } = policy;
+  const {
+    match: _match,
+    description: _description,
+    paramsMustFit: _paramsMustFit,
+    onBehalfOfRequired: _onBehalfOfRequired,
+    ...rules
+  } = policy;
   return rules;
 }
 
@@ -176,6 +182,11 @@ export function buildApproval(input: CreateInput, ctx: CreateContext): Approval 
         `are ${shown} characters as shown to approvers; policy "${rules.name}" requires params that fit in full in the approval message (${messageParamsChars})`,
       );
   }
+  if (policy?.onBehalfOfRequired === true && input.onBehalfOf === "")
+    v.add(
+      "on_behalf_of",
+      `policy "${rules.name}" requires on_behalf_of, the person this request is made for`,
+    );
   v.throwIfAny();
 
   let lineageId = ctx.id;

@@ -139,6 +139,11 @@ export interface Policy {
    * approvers never need "More info" to read them. @default false
    */
   paramsMustFit?: boolean;
+  /**
+   * Refuse at create a request without `on_behalf_of`, for actions that humans request through a client,
+   * so that the person it is for can never approve it. @default false
+   */
+  onBehalfOfRequired?: boolean;
   overrides: OverrideRules;
   rerequest: RerequestRules;
 }
@@ -160,7 +165,7 @@ export interface PolicySet {
  * The rules an approval is governed by, copied from its policy when it was created, so that a policy
  * reload never changes the rules of a request already in flight.
  */
-export type ApprovalRules = Omit<Policy, "match" | "description" | "paramsMustFit">;
+export type ApprovalRules = Omit<Policy, "match" | "description" | "paramsMustFit" | "onBehalfOfRequired">;
 
 /** Progress of one co-sign stage. */
 export interface StageProgress {

@@ -97,6 +97,7 @@ describe("parsePolicyDocument: the SPEC C3 example", () => {
         escalation: { afterMs: 1_500_000, channel: "C0ESC", users: ["UONCALL"] },
         redaction: { mode: "allowlist", keys: ["service", "version"] },
         paramsMustFit: false,
+        onBehalfOfRequired: false,
         overrides: {
           keys: ["version"],
           maxKeys: 1,
@@ -183,6 +184,7 @@ describe("parsePolicyDocument: defaults", () => {
       remindersMs: [],
       redaction: { mode: "none", keys: [] },
       paramsMustFit: false,
+      onBehalfOfRequired: false,
       overrides: { keys: [], maxKeys: 0, maxDiffBytes: 4096, requestKeys: [] },
       rerequest: { allowed: false, cooldownMs: 0, maxPerDay: 5 },
     });
@@ -520,6 +522,14 @@ describe("parsePolicyDocument: rules", () => {
     expect(policyOf(doc({})).paramsMustFit).toBe(false);
     expect(rule({ params_must_fit: "yes" })).toEqual([
       { path: "policies[0].params_must_fit", message: "must be true or false" },
+    ]);
+  });
+
+  it("on_behalf_of_required is a boolean, off unless set", () => {
+    expect(policyOf(doc({ on_behalf_of_required: true })).onBehalfOfRequired).toBe(true);
+    expect(policyOf(doc({})).onBehalfOfRequired).toBe(false);
+    expect(rule({ on_behalf_of_required: "yes" })).toEqual([
+      { path: "policies[0].on_behalf_of_required", message: "must be true or false" },
     ]);
   });
 

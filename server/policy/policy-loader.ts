@@ -698,6 +698,7 @@ function compileDocument(doc: PolicyFileDocument, sha256: string): PolicySet {
       remindersMs: (p.reminders ?? []).map(parseDuration),
       redaction: { mode: p.redaction?.mode ?? "none", keys: [...(p.redaction?.keys ?? [])] },
       paramsMustFit: p.params_must_fit ?? false,
+      onBehalfOfRequired: p.on_behalf_of_required ?? false,
       overrides: {
         keys: overrideKeys,
         maxKeys: p.overrides?.max_keys ?? overrideKeys.length,

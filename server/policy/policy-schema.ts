@@ -151,6 +151,10 @@ export const policyFileSchema = {
           description: "Refuse requests whose visible params do not fit in full in the approval message.",
           type: "boolean",
         },
+        on_behalf_of_required: {
+          description: "Refuse requests that do not name the person they are made for (on_behalf_of).",
+          type: "boolean",
+        },
         overrides: { $ref: "#/definitions/overrides" },
         rerequest: { $ref: "#/definitions/rerequest" },
       },
@@ -196,6 +200,7 @@ export interface PolicyFilePolicy {
   escalation?: { after: string; channel?: string; users?: string[] };
   redaction?: { mode: "allowlist" | "denylist" | "all" | "none"; keys?: string[] };
   params_must_fit?: boolean;
+  on_behalf_of_required?: boolean;
   overrides?: {
     keys?: string[];
     max_keys?: number;

@@ -233,6 +233,11 @@ export function createMetrics(options: MetricsOptions = {}) {
     help: "Retention runs stopped by an archive write that failed (nothing of that batch was purged).",
     registers,
   });
+  const clockSkew = new Gauge({
+    name: "countersign_clock_skew_seconds",
+    help: "This host's clock minus Redis's (TIME), at the last readiness check; positive when this host is ahead (0 without Redis).",
+    registers,
+  });
 
   const slackQueueDepth = new Gauge({
     name: "countersign_slack_queue_depth",
@@ -415,6 +420,10 @@ export function createMetrics(options: MetricsOptions = {}) {
       archiveFailed(): void {
         archiveFailures.inc();
       },
+    },
+    /** This host's clock minus Redis's, as last measured. */
+    clockSkew(seconds: number): void {
+      clockSkew.set(seconds);
     },
     /** Reads the store-describing gauges from `s` at every scrape. */
     observeStore(s: ApprovalStore): void {

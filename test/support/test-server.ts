@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { loadServeConfig, type ServeFlags } from "../../server/config/config.js";
 import type { Clock } from "../../server/domain/clock.js";
 import { type RunningServer, startServer } from "../../server/main.js";
@@ -68,6 +68,10 @@ export async function startTestServer(options: {
   policy?: string;
   env?: NodeJS.ProcessEnv;
   clock?: Clock;
+  /** The server's logger; silent unless given. */
+  logger?: Logger;
+  /** This host's clock as compared with Redis's (`ServerDependencies.hostClock`). */
+  hostClock?: Clock;
   store?: ApprovalStore;
   /** Trace to this exporter (e.g. an in-memory one). */
   spanExporter?: SpanExporter;
@@ -97,8 +101,9 @@ export async function startTestServer(options: {
   };
   const config = loadServeConfig(flags, options.env ?? {});
   const server = await startServer(config, {
-    logger: pino({ level: "silent" }),
+    logger: options.logger ?? pino({ level: "silent" }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.hostClock === undefined ? {} : { hostClock: options.hostClock }),
     ...(options.store === undefined ? {} : { store: options.store }),
     ...(options.spanExporter === undefined ? {} : { spanExporter: options.spanExporter }),
     ...(options.slack === undefined ? {} : { slack: options.slack }),

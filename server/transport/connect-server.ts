@@ -80,11 +80,28 @@ export function createConnectServer(options: ConnectServerOptions): ConnectHttpS
       return values;
     },
   });
+  // connect-node answers an oversized message without reading the rest of the request. Over HTTP/1.1
+  // the unread body would stall the connection (and the next request a client sends on it): close it
+  // after the answer instead.
+  const serve = (
+    req: http.IncomingMessage | http2.Http2ServerRequest,
+    res: http.ServerResponse | http2.Http2ServerResponse,
+  ) => {
+    if (req.httpVersionMajor === 1) {
+      const response = res as http.ServerResponse;
+      const writeHead = response.writeHead.bind(response) as (...args: unknown[]) => http.ServerResponse;
+      response.writeHead = ((...args: unknown[]) => {
+        if (!req.complete) response.shouldKeepAlive = false;
+        return writeHead(...args);
+      }) as typeof response.writeHead;
+    }
+    handler(req, res);
+  };
   const guard = (server: ConnectHttpServer) => {
     if (options.limits !== undefined) guardConnections(server, options.limits, options.onConnectionEvent);
     return server;
   };
-  if (options.tls === undefined) return guard(http.createServer(handler));
+  if (options.tls === undefined) return guard(http.createServer(serve));
   const tls = options.tls;
   const server = http2.createSecureServer(
     {
@@ -95,7 +112,7 @@ export function createConnectServer(options: ConnectServerOptions): ConnectHttpS
       requestCert: tls.files.clientCa !== undefined,
       rejectUnauthorized: tls.files.requireClientCert,
     },
-    handler,
+    serve,
   );
   tls.onReload((contextOptions) => server.setSecureContext(contextOptions));
   const open = new Set<http2.Http2Session>();

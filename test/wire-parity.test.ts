@@ -7,7 +7,9 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { State } from "../gen/countersign/v1/approval_pb.js";
 import { ApprovalService } from "../gen/countersign/v1/approval_service_pb.js";
+import { parsePrometheusText } from "../server/telemetry/prometheus-text.js";
 import { createTestPki, type TestPki } from "./support/certs.js";
+import type { Protocol } from "./support/clients.js";
 import { startTestServer, type TestServer } from "./support/test-server.js";
 
 let pki: TestPki;
@@ -65,6 +67,49 @@ describe("oversized messages on the Connect port", () => {
         );
         expect(ok.approval?.state, name).toBe(State.PENDING);
       }
+    } finally {
+      await ts.close();
+    }
+  });
+});
+
+describe("a watch ended by the client's deadline", () => {
+  it("is counted as deadline_exceeded on every protocol", async () => {
+    const ts = await startTestServer({ pki });
+    try {
+      const handled = async (code: string) => {
+        const res = await fetch(`${ts.server.opsUrl}/metrics`);
+        return parsePrometheusText(await res.text()).value("countersign_rpc_handled_total", {
+          service: "countersign.v1.ApprovalService",
+          method: "WatchApproval",
+          code,
+        });
+      };
+      const protocols: Protocol[] = ["grpc", "connect", "grpc-web"];
+      for (const protocol of protocols) {
+        const { approvals } = ts.clients(pki.requester, protocol);
+        const created = await approvals.createApproval({ action: "deploy.staging", title: protocol });
+        const err = await failure(
+          (async () => {
+            for await (const _ of approvals.watchApproval(
+              { id: created.approval?.id ?? "" },
+              { timeoutMs: 300 },
+            )) {
+              // Only the deadline ends this watch.
+            }
+          })(),
+        );
+        expect(err.code, protocol).toBe(Code.DeadlineExceeded);
+      }
+      // The server counts a stream when it ends, shortly after the client gave up on it.
+      let counted = await handled("deadline_exceeded");
+      for (let attempt = 0; counted < protocols.length && attempt < 100; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        counted = await handled("deadline_exceeded");
+      }
+      expect(counted).toBe(protocols.length);
+      expect(await handled("canceled")).toBe(0);
+      expect(await handled("ok")).toBe(0);
     } finally {
       await ts.close();
     }

@@ -1,12 +1,14 @@
+import { connect as http2Connect } from "node:http2";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { State } from "../gen/countersign/v1/approval_pb.js";
 import { ApprovalService } from "../gen/countersign/v1/approval_service_pb.js";
+import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { parsePrometheusText } from "../server/telemetry/prometheus-text.js";
 import { createTestPki, type TestPki } from "./support/certs.js";
 import type { Protocol } from "./support/clients.js";
@@ -110,6 +112,78 @@ describe("a watch ended by the client's deadline", () => {
       expect(counted).toBe(protocols.length);
       expect(await handled("canceled")).toBe(0);
       expect(await handled("ok")).toBe(0);
+    } finally {
+      await ts.close();
+    }
+  });
+});
+
+describe("a gRPC client gets the same answers from both ports", () => {
+  it("serves grpc.health.v1 on both, following readiness", async () => {
+    const ts = await startTestServer({ pki });
+    try {
+      const nodeOptions = { ca: pki.ca, cert: pki.requester.cert, key: pki.requester.key };
+      for (const baseUrl of [`https://${ts.server.grpcAddress}`, ts.server.connectUrl]) {
+        const health = createClient(Health, createGrpcTransport({ baseUrl, nodeOptions }));
+        expect((await health.check({ service: "" })).status, baseUrl).toBe(
+          HealthCheckResponse_ServingStatus.SERVING,
+        );
+        const service = "countersign.v1.ApprovalService";
+        let status = (await health.check({ service }).catch(() => undefined))?.status;
+        for (
+          let attempt = 0;
+          status !== HealthCheckResponse_ServingStatus.SERVING && attempt < 100;
+          attempt++
+        ) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          status = (await health.check({ service }).catch(() => undefined))?.status;
+        }
+        expect(status, baseUrl).toBe(HealthCheckResponse_ServingStatus.SERVING);
+        const unknown = await failure(health.check({ service: "no.such.Service" }));
+        expect(unknown.code, baseUrl).toBe(Code.NotFound);
+        const watch = health.watch({ service })[Symbol.asyncIterator]();
+        expect((await watch.next()).value?.status, baseUrl).toBe(HealthCheckResponse_ServingStatus.SERVING);
+        await watch.return?.();
+      }
+    } finally {
+      await ts.close();
+    }
+  });
+
+  it("answers an unknown method with grpc-status 12 (UNIMPLEMENTED), not HTTP 404", async () => {
+    const ts = await startTestServer({ pki });
+    try {
+      for (const url of [`https://${ts.server.grpcAddress}`, ts.server.connectUrl]) {
+        const session = http2Connect(url, { ca: pki.ca, cert: pki.requester.cert, key: pki.requester.key });
+        try {
+          const answer = await new Promise<Record<string, unknown>>((resolve, reject) => {
+            const stream = session.request({
+              ":method": "POST",
+              ":path": "/countersign.v1.ApprovalService/NoSuchMethod",
+              "content-type": "application/grpc",
+              te: "trailers",
+            });
+            let headers: Record<string, unknown> = {};
+            stream.on("response", (h) => {
+              headers = { ...h };
+            });
+            stream.on("trailers", (t) => {
+              headers = { ...headers, ...t };
+            });
+            stream.on("end", () => resolve(headers));
+            stream.on("error", reject);
+            stream.resume();
+            stream.end(Buffer.from([0, 0, 0, 0, 0]));
+          });
+          expect({ url, status: answer[":status"], grpc: answer["grpc-status"] }).toEqual({
+            url,
+            status: 200,
+            grpc: "12",
+          });
+        } finally {
+          session.close();
+        }
+      }
     } finally {
       await ts.close();
     }

@@ -9,6 +9,7 @@ import {
   guardConnections,
 } from "./connection-guard.js";
 import { type HostedService, maxMetadataBytes } from "./grpc-server.js";
+import { type HealthStatus, healthService } from "./health-service.js";
 import { peerKey } from "./peer.js";
 import type { TlsMaterial } from "./tls.js";
 
@@ -18,6 +19,8 @@ export interface ConnectServerOptions {
   interceptors: Interceptor[];
   /** TLS material; plaintext HTTP/1.1 (development mode only) without it. */
   tls?: TlsMaterial;
+  /** Served as `grpc.health.v1` (without the interceptors, like on the gRPC port). */
+  health?: HealthStatus;
   /** Largest request message accepted, in bytes. */
   readMaxBytes: number;
   /** Connection caps and timeouts (none without). */
@@ -61,9 +64,14 @@ function sessionsOf(server: ConnectHttpServer): Set<http2.Http2Session> {
 export function createConnectServer(options: ConnectServerOptions): ConnectHttpServer {
   const handler = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
-      for (const { service, impl } of options.services) router.service(service, impl);
+      for (const { service, impl } of options.services)
+        router.service(service, impl, { interceptors: options.interceptors });
+      if (options.health !== undefined) {
+        const { service, impl } = healthService(options.health);
+        router.service(service, impl);
+      }
     },
-    interceptors: options.interceptors,
+    fallback: notFound,
     readMaxBytes: options.readMaxBytes,
     contextValues: (req) => {
       const values = createContextValues();
@@ -123,3 +131,24 @@ export function createConnectServer(options: ConnectServerOptions): ConnectHttpS
   });
   return guard(server);
 }
+
+/**
+ * Answers a request for a method the server does not have: UNIMPLEMENTED in the request's protocol
+ * (a gRPC or gRPC-Web trailers-only answer, as the gRPC port gives), HTTP 404 otherwise (Connect's
+ * mapping of UNIMPLEMENTED).
+ */
+const notFound: NonNullable<Parameters<typeof connectNodeAdapter>[0]["fallback"]> = (req, res) => {
+  const contentType = req.headers["content-type"] ?? "";
+  const grpc = /^application\/grpc(-web)?(\+|;|$)/.exec(contentType);
+  if (grpc === null) {
+    res.writeHead(404);
+    res.end();
+    return;
+  }
+  res.writeHead(200, {
+    "content-type": grpc[1] === undefined ? "application/grpc" : "application/grpc-web+proto",
+    "grpc-status": "12",
+    "grpc-message": encodeURIComponent(`unknown method ${req.url ?? ""}`),
+  });
+  res.end();
+};

@@ -52,6 +52,32 @@ async function failure(call: Promise<unknown>): Promise<ConnectError> {
   throw new Error("the call succeeded");
 }
 
+describe("the development server's plaintext Connect port", () => {
+  it("speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c), for every protocol, on the same port", async () => {
+    const ts = await startTestServer({ flags: { maxMessageBytes: "4096" } });
+    try {
+      expect(ts.server.connectUrl).toMatch(/^http:/);
+      const tooBig = { action: "deploy.staging", title: "x", justification: "j".repeat(100_000) };
+      const transports = connectPortTransports(ts, false);
+      expect(transports.map((t) => t.name)).toContain("grpc over HTTP/2");
+      for (const { name, transport } of transports) {
+        const approvals = createClient(ApprovalService, transport);
+        const ok = await approvals.createApproval(
+          { action: "deploy.staging", title: name },
+          { timeoutMs: 5000 },
+        );
+        expect(ok.approval?.state, name).toBe(State.PENDING);
+        const err = await failure(approvals.createApproval(tooBig, { timeoutMs: 5000 }));
+        expect({ name, code: Code[err.code] }).toEqual({ name, code: Code[Code.ResourceExhausted] });
+        const again = await approvals.getApproval({ id: ok.approval?.id ?? "" }, { timeoutMs: 5000 });
+        expect(again.approval?.title, name).toBe(name);
+      }
+    } finally {
+      await ts.close();
+    }
+  });
+});
+
 describe("oversized messages on the Connect port", () => {
   it("are RESOURCE_EXHAUSTED with a message on every protocol and HTTP version, and the port keeps serving", async () => {
     const ts = await startTestServer({ pki, flags: { maxMessageBytes: "4096" } });

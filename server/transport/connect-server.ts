@@ -1,5 +1,6 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
+import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -109,7 +110,7 @@ export function createConnectServer(options: ConnectServerOptions): ConnectHttpS
     if (options.limits !== undefined) guardConnections(server, options.limits, options.onConnectionEvent);
     return server;
   };
-  if (options.tls === undefined) return guard(http.createServer(serve));
+  if (options.tls === undefined) return guard(cleartextServer(serve));
   const tls = options.tls;
   const server = http2.createSecureServer(
     {
@@ -131,6 +132,48 @@ export function createConnectServer(options: ConnectServerOptions): ConnectHttpS
   });
   return guard(server);
 }
+
+/**
+ * A plaintext server speaking HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on one port: a connection
+ * that opens with the HTTP/2 preface goes to an HTTP/2 server, any other to the HTTP/1.1 server
+ * (Node's cleartext HTTP/2 server has no `allowHTTP1`). Its HTTP/2 sessions are closed with it.
+ */
+function cleartextServer(
+  serve: http.RequestListener & ((req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void),
+): http.Server {
+  const server = http.createServer(serve);
+  const h2 = http2.createServer(
+    { maxSendHeaderBlockLength: maxMetadataBytes, settings: { maxHeaderListSize: maxMetadataBytes } },
+    serve,
+  );
+  const open = new Set<http2.Http2Session>();
+  sessions.set(server, open);
+  h2.on("session", (session: http2.Http2Session) => {
+    open.add(session);
+    session.once("close", () => open.delete(session));
+  });
+  const http1 = server.listeners("connection") as ((socket: Socket) => void)[];
+  server.removeAllListeners("connection");
+  server.on("connection", (socket: Socket) => {
+    socket.once("data", (chunk: Buffer) => {
+      socket.pause();
+      socket.unshift(chunk);
+      const http2Preface = chunk
+        .subarray(0, preface.length)
+        .equals(preface.subarray(0, Math.min(chunk.length, preface.length)));
+      if (http2Preface) {
+        h2.emit("connection", socket);
+      } else {
+        for (const listener of http1) listener.call(server, socket);
+        socket.resume();
+      }
+    });
+  });
+  return server;
+}
+
+/** The start of the HTTP/2 client connection preface ("PRI * HTTP/2.0"). */
+const preface = Buffer.from("PRI * HTTP/2.0");
 
 /**
  * Answers a request for a method the server does not have: UNIMPLEMENTED in the request's protocol

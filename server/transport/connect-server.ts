@@ -18,7 +18,7 @@ import type { TlsMaterial } from "./tls.js";
 export interface ConnectServerOptions {
   services: HostedService[];
   interceptors: Interceptor[];
-  /** TLS material; plaintext HTTP/1.1 (development mode only) without it. */
+  /** TLS material; plaintext HTTP/1.1 and h2c (development mode only) without it. */
   tls?: TlsMaterial;
   /** Served as `grpc.health.v1` (without the interceptors, like on the gRPC port). */
   health?: HealthStatus;
@@ -59,8 +59,9 @@ function sessionsOf(server: ConnectHttpServer): Set<http2.Http2Session> {
 }
 
 /**
- * The connect-node server: Connect, gRPC-Web and gRPC over HTTP/1.1 and HTTP/2 (one TLS port with ALPN),
- * hosting the same `ServiceImpl`s and interceptors as the grpc-js server.
+ * The connect-node server: Connect, gRPC-Web and gRPC over HTTP/1.1 and HTTP/2 (one TLS port with ALPN,
+ * or one plaintext port with h2c), hosting the same `ServiceImpl`s and interceptors as the grpc-js server,
+ * and `grpc.health.v1` with `health`.
  */
 export function createConnectServer(options: ConnectServerOptions): ConnectHttpServer {
   const handler = connectNodeAdapter({

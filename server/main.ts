@@ -50,6 +50,7 @@ import {
   guardConnections,
 } from "./transport/connection-guard.js";
 import { createGrpcServer, type HostedService, hostService } from "./transport/grpc-server.js";
+import { HealthStatus } from "./transport/health-service.js";
 import { createAdminAuthInterceptor, createIdentityInterceptor } from "./transport/interceptors.js";
 import { createOpsServer, type ReadinessCheck } from "./transport/ops-server.js";
 import { createRateLimitInterceptor, createTokenBucket } from "./transport/rate-limit.js";
@@ -351,9 +352,12 @@ async function startServerSteps(
     logger,
   );
 
+  // One serving status for both ports' grpc.health.v1.
+  const health = new HealthStatus([grpcHost.health]);
   const connectServer = createConnectServer({
     services,
     interceptors,
+    health,
     readMaxBytes: config.maxMessageBytes,
     ...(tls === undefined ? {} : { tls }),
     limits: config.limits,
@@ -416,7 +420,7 @@ async function startServerSteps(
   // grpc.health.v1 follows readiness: on every /readyz and every 5 s.
   const readinessMonitor = createReadinessMonitor({
     checks: readiness,
-    health: grpcHost.health,
+    health,
     services: [ApprovalService.typeName, AdminService.typeName],
     onChange: (result) => logger.info({ ready: result.ready, checks: result.checks }, "readiness changed"),
   });

@@ -396,6 +396,12 @@ describe("docs/api.md", { timeout: 120_000 }, () => {
         expect(run.stdout()).toContain("countersign.v1.ApprovalService");
       else expect(run.stdout()).toContain("ready");
     }
+    // The Connect port's health service, over h2c.
+    const connectBlock = [...section.matchAll(/```sh\n([\s\S]*?)```/g)][1]?.[1] ?? "";
+    expect(connectBlock).toContain("127.0.0.1:8080");
+    const run = shell(connectBlock.replaceAll("http://127.0.0.1:8080", ts.server.connectUrl), env);
+    expect(await run.exit, run.stderr()).toBe(0);
+    expect(run.stdout()).toContain("SERVING");
   });
 });
 

@@ -1,4 +1,4 @@
-import type { HealthImplementation } from "grpc-health-check";
+import type { HealthStatusSink } from "../transport/health-service.js";
 import { evaluateReadiness, type ReadinessCheck, type ReadinessResult } from "../transport/ops-server.js";
 
 /** Options of `createReadinessMonitor`. */
@@ -6,7 +6,7 @@ export interface ReadinessMonitorOptions {
   /** The same checks as `/readyz`. */
   checks: Record<string, ReadinessCheck>;
   /** The gRPC health service to keep in step. */
-  health: HealthImplementation;
+  health: HealthStatusSink;
   /** Services whose status follows readiness, besides the overall status (""). */
   services: readonly string[];
   /** How often the checks run when nobody asks `/readyz`. @default 5000 */

@@ -1,5 +1,6 @@
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
-import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { codeToString, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import {
   type Attributes,
   type Context,
@@ -212,6 +213,7 @@ export function createMetricsInterceptor(options: MetricsInterceptorOptions): In
 
   return (next) => async (req) => {
     const start = performance.now();
+    const timeoutMs = requestTimeoutMs(req.header);
     const service = req.service.typeName;
     const method = req.method.name;
     let res: Awaited<ReturnType<typeof next>>;
@@ -226,7 +228,10 @@ export function createMetricsInterceptor(options: MetricsInterceptorOptions): In
       metrics.watchStreams(method, 1);
       const done = (err: unknown) => {
         metrics.watchStreams(method, -1);
-        metrics.rpc(service, method, err === undefined && req.signal.aborted ? "canceled" : codeLabel(err));
+        const code = err === undefined ? undefined : ConnectError.from(err).code;
+        const cutShort = code === undefined || code === Code.Canceled || code === Code.DeadlineExceeded;
+        const ended = cutShort ? endLabel(req.signal, start, timeoutMs) : undefined;
+        metrics.rpc(service, method, ended ?? codeLabel(err));
         if (err !== undefined) refused(req, err);
       };
       return { ...res, message: observeStream(res.message, undefined, done) } as StreamResponse;
@@ -238,3 +243,27 @@ export function createMetricsInterceptor(options: MetricsInterceptorOptions): In
     return res;
   };
 }
+
+/** The client's timeout of a Connect, gRPC or gRPC-Web request, from its headers. */
+function requestTimeoutMs(header: Headers): number | undefined {
+  const grpc = header.get("grpc-timeout");
+  if (grpc !== null) return parseGrpcTimeout(grpc, Number.MAX_SAFE_INTEGER).timeoutMs;
+  return parseConnectTimeout(header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER).timeoutMs;
+}
+
+/**
+ * The code of a stream that ended without an error of its own, or was cancelled: `deadline_exceeded`
+ * when the abort says so or the client's deadline has passed (a client closes its stream at its
+ * deadline, often before the server's own timer fires), `canceled` when the client went away earlier,
+ * `ok` otherwise.
+ */
+function endLabel(signal: AbortSignal, start: number, timeoutMs: number | undefined): string {
+  if (signal.reason instanceof ConnectError && signal.reason.code === Code.DeadlineExceeded)
+    return "deadline_exceeded";
+  if (timeoutMs !== undefined && performance.now() - start >= timeoutMs - deadlineSlackMs)
+    return "deadline_exceeded";
+  return signal.aborted ? "canceled" : "ok";
+}
+
+/** How early before its deadline a client may close a stream and still be counted as timed out. */
+const deadlineSlackMs = 50;

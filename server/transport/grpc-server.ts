@@ -162,12 +162,16 @@ function requestCommon(
     peerKey,
     certificate ? { certificate, address: peerAddress(call) } : { address: peerAddress(call) },
   );
+  const header = metadataToHeaders(call.metadata);
+  // grpc-js keeps the client's timeout out of the metadata; interceptors see it as on the Connect port.
+  const timeoutMs = timeoutOf(call);
+  if (timeoutMs !== undefined) header.set("grpc-timeout", `${Math.ceil(timeoutMs)}m`);
   return {
     service,
     requestMethod: "POST",
     url: `/${service.typeName}/${method.name}`,
     signal,
-    header: metadataToHeaders(call.metadata),
+    header,
     contextValues,
   };
 }
@@ -198,8 +202,13 @@ function asMessage<D extends DescMessage>(desc: D, value: unknown) {
  */
 function cancelSignal(call: ServerSurfaceCall): { controller: AbortController; finished(): void } {
   const controller = new AbortController();
+  // grpc-js reports a call whose deadline passed as cancelled too.
   const onCancelled = () =>
-    controller.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+    controller.abort(
+      timeoutOf(call) === 0
+        ? new ConnectError("the deadline passed", Code.DeadlineExceeded)
+        : new ConnectError("the client cancelled the call", Code.Canceled),
+    );
   call.once("cancelled", onCancelled);
   return { controller, finished: () => call.off("cancelled", onCancelled) };
 }

@@ -55,7 +55,7 @@ export function createClientFactory(target: {
       } else {
         const nodeOptions =
           ca === undefined ? {} : { ca, ...(identity ? { cert: identity.cert, key: identity.key } : {}) };
-        // Development mode serves Connect over plaintext HTTP/1.1; with TLS, HTTP/2 (ALPN).
+        // Plaintext (development mode): HTTP/1.1, as curl sends it; with TLS, HTTP/2 (ALPN).
         const common = {
           baseUrl: target.connectUrl,
           httpVersion: ca === undefined ? ("1.1" as const) : ("2" as const),

@@ -477,7 +477,8 @@ describe("what approvers see is exactly what the params hash covers", () => {
             expect(sameJson(c.before, Object.hasOwn(current, c.key) ? current[c.key] : undefined)).toBe(true);
             expect(sameJson(c.after, Object.hasOwn(edited, c.key) ? edited[c.key] : undefined)).toBe(true);
           }
-          expect(sameJson(paramsRead(details), result.params)).toBe(true);
+          // With every key removed, the details say "none": an empty object.
+          expect(sameJson(paramsRead(details) ?? {}, result.params)).toBe(true);
         },
       ),
       { numRuns: 300 },

@@ -3,7 +3,14 @@ import ajvErrors from "ajv-errors";
 import addFormats from "ajv-formats";
 import { ValidationError } from "./errors.js";
 import { canonicalJson, canonicalSha256 } from "./hashing.js";
-import type { JsonObject, JsonValue, OverrideRules, ParamChange, ParamsEdit } from "./types.js";
+import {
+  type JsonObject,
+  type JsonValue,
+  type OverrideRules,
+  ownValue,
+  type ParamChange,
+  type ParamsEdit,
+} from "./types.js";
 
 /**
  * Strict about the schema's own words, so that a misspelt keyword (`minLenght`) is an error at load time
@@ -66,9 +73,8 @@ export function applyParamsEdit(
   }
   const changes: ParamChange[] = [];
   for (const key of new Set([...Object.keys(current), ...Object.keys(edited)])) {
-    // Own properties only: a key such as "valueOf" must not read Object.prototype.
-    const before = Object.hasOwn(current, key) ? current[key] : undefined;
-    const after = Object.hasOwn(edited, key) ? edited[key] : undefined;
+    const before = ownValue(current, key);
+    const after = ownValue(edited, key);
     const same =
       before !== undefined && after !== undefined
         ? canonicalJson(before) === canonicalJson(after)

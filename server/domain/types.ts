@@ -7,6 +7,11 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObj
 /** A JSON object, e.g. an approval's params. */
 export type JsonObject = { [key: string]: JsonValue };
 
+/** The value of `key` in `object`, read as an own key only: `constructor` is a key like any other. */
+export function ownValue(object: JsonObject, key: string): JsonValue | undefined {
+  return Object.hasOwn(object, key) ? object[key] : undefined;
+}
+
 /** Where an approval is in its lifecycle; every state but `pending` is terminal. */
 export type ApprovalState = "pending" | "approved" | "denied" | "expired" | "cancelled";
 

@@ -35,7 +35,12 @@ export function checkAction(v: Violations, field: string, action: string): void 
 
 const slackMention = /^<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>$/i;
 const personPattern = /^[A-Za-z0-9._:/+@-]+$/;
-const emailPattern = /^[^@]+@[^@]+$/;
+const emailPattern = /^[^@\s]+@[^@\s]+$/;
+
+/** True when `identity` is an e-mail address rather than a Slack id, a user name or a client identity. */
+export function isEmail(identity: string): boolean {
+  return emailPattern.test(identity);
+}
 
 /**
  * The canonical form of a person named by a caller (e.g. `on_behalf_of`), so that one person has one
@@ -48,7 +53,7 @@ export function normalizePerson(v: Violations, field: string, value: string): st
   if (trimmed === "") return "";
   const mention = slackMention.exec(trimmed);
   if (mention !== null) return (mention[1] as string).toUpperCase();
-  if (!personPattern.test(trimmed) || (trimmed.includes("@") && !emailPattern.test(trimmed))) {
+  if (!personPattern.test(trimmed) || (trimmed.includes("@") && !isEmail(trimmed))) {
     v.add(
       field,
       "must be a Slack user ID (U123, or a mention <@U123>), an e-mail address or a user name, without spaces or < >",

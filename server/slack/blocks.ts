@@ -19,12 +19,12 @@ import {
   codeBlocks,
   date,
   duration,
-  escapeLines,
   escapeText,
   group,
   link,
   packLines,
   person,
+  quoteLines,
 } from "./mrkdwn.js";
 
 /** Message content for `chat.postMessage` / `chat.update`. */
@@ -295,13 +295,6 @@ function buttons(a: Approval): types.ActionsBlock | undefined {
   return undefined;
 }
 
-/** The justification as a block quote, at most `max` characters, line breaks kept. */
-function quoted(text: string, max: number): string {
-  const render = (part: string) => `>${escapeLines(part).replaceAll("\n", "\n>")}`;
-  const whole = render(text);
-  return whole.length <= max ? whole : `${render(prefixWithin(text, max - 2, (p) => render(p).length - 1))}…`;
-}
-
 /**
  * The approval's message: title, action, requester and on-behalf-of, justification, origin, params after
  * redaction (in part, plainly marked, when long) with the names of the hidden ones, the first 12 hex
@@ -323,7 +316,7 @@ export function renderApprovalMessage(a: Approval): SlackMessageContent {
   ];
   const forWhom = a.onBehalfOf === "" ? "" : ` for ${person(a.onBehalfOf)}`;
   blocks.push(section(`*Action:* ${code(a.action)} · requested by ${person(a.requester)}${forWhom}`));
-  if (a.justification !== "") blocks.push(section(`*Justification:*\n${quoted(a.justification, 2900)}`));
+  if (a.justification !== "") blocks.push(section(`*Justification:*\n${quoteLines(a.justification, 2900)}`));
   const origin = originLine(a);
   if (origin !== undefined) blocks.push(section(origin));
   blocks.push(...messageParamsSections(a).map(section));

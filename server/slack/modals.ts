@@ -6,7 +6,7 @@ import type { types } from "@slack/bolt";
 import { jsonDisplay, truncate, visibleText } from "../domain/display-text.js";
 import type { FieldViolation } from "../domain/errors.js";
 import { isParamVisible } from "../domain/redaction.js";
-import type { Approval, JsonObject, JsonValue } from "../domain/types.js";
+import { type Approval, type JsonObject, type JsonValue, ownValue } from "../domain/types.js";
 import { code, escapeText } from "./mrkdwn.js";
 
 /** The `callback_id` of each modal. */
@@ -92,24 +92,19 @@ export function denyModal(a: Approval, ctx: ModalContext): types.ModalView {
   };
 }
 
-/** The value of param `key`, read as an own key only (`constructor` is a key like any other). */
-function paramValue(params: JsonObject, key: string): JsonValue | undefined {
-  return Object.hasOwn(params, key) ? params[key] : undefined;
-}
-
 /**
  * How a key's text is shown and read back: as text, or as a JSON value. A string with characters that
  * display as nothing (see `visibleText`) is shown as JSON, so its escapes are visible and read back
  * exactly.
  */
 function kindOf(a: Approval, key: string): "text" | "json" {
-  const current = paramValue(a.params, key);
+  const current = ownValue(a.params, key);
   if (typeof current === "string") return visibleText(current) === current ? "text" : "json";
   if (current !== undefined) return "json";
   const properties = a.rules.overrides.schema?.properties;
   const property =
     typeof properties === "object" && properties !== null && !Array.isArray(properties)
-      ? paramValue(properties, key)
+      ? ownValue(properties, key)
       : undefined;
   const type =
     typeof property === "object" && property !== null && !Array.isArray(property) ? property.type : undefined;
@@ -126,7 +121,7 @@ export function editModal(a: Approval, ctx: ModalContext): types.ModalView {
     ),
   ];
   o.keys.forEach((key, i) => {
-    const current = paramValue(a.params, key);
+    const current = ownValue(a.params, key);
     const kind = kindOf(a, key);
     const visible = isParamVisible(key, a.rules.redaction);
     const text =

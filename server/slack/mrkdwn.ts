@@ -25,6 +25,11 @@ export function escapeText(text: string, max?: number): string {
   return escapeWithin(text, max, (part) => escapeMarkup(visibleText(part)));
 }
 
+/** Multi-line user text as a block quote (`>` before each line), at most `max` characters. */
+export function quoteLines(text: string, max: number): string {
+  return `>${escapeWithin(text, max - 1, (part) => escapeLines(part).replaceAll("\n", "\n>"))}`;
+}
+
 /** As {@link escapeText}, but line breaks stay line breaks (a justification). */
 export function escapeLines(text: string, max?: number): string {
   return escapeWithin(text, max, (part) => escapeMarkup(visibleText(part, { multiline: true })));

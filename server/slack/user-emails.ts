@@ -5,6 +5,7 @@
  * the service compares both.
  */
 import type { Approval } from "../domain/types.js";
+import { isEmail } from "../domain/validation.js";
 import type { SlackCaller } from "./slack-calls.js";
 
 /** Resolves Slack user ids to e-mail addresses. */
@@ -21,11 +22,6 @@ export interface UserEmailResolverOptions {
   caller: SlackCaller;
   /** How long an address is reused. @default 600000 */
   ttlMs?: number;
-}
-
-/** True when `identity` is an e-mail address rather than a Slack id or a client identity. */
-export function isEmail(identity: string): boolean {
-  return /^[^@\s]+@[^@\s]+$/.test(identity);
 }
 
 /** True when the approval's requester or on-behalf-of person is named by e-mail. */

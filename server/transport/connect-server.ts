@@ -12,6 +12,7 @@ import {
 import { type HostedService, maxMetadataBytes } from "./grpc-server.js";
 import { type HealthStatus, healthService } from "./health-service.js";
 import { peerKey } from "./peer.js";
+import { reflectionServices } from "./reflection-service.js";
 import type { TlsMaterial } from "./tls.js";
 
 /** Options of `createConnectServer`. */
@@ -20,7 +21,10 @@ export interface ConnectServerOptions {
   interceptors: Interceptor[];
   /** TLS material; plaintext HTTP/1.1 and h2c (development mode only) without it. */
   tls?: TlsMaterial;
-  /** Served as `grpc.health.v1` (without the interceptors, like on the gRPC port). */
+  /**
+   * Served as `grpc.health.v1` (without the interceptors, like on the gRPC port, and like server
+   * reflection, which the port always serves).
+   */
   health?: HealthStatus;
   /** Largest request message accepted, in bytes. */
   readMaxBytes: number;
@@ -61,17 +65,21 @@ function sessionsOf(server: ConnectHttpServer): Set<http2.Http2Session> {
 /**
  * The connect-node server: Connect, gRPC-Web and gRPC over HTTP/1.1 and HTTP/2 (one TLS port with ALPN,
  * or one plaintext port with h2c), hosting the same `ServiceImpl`s and interceptors as the grpc-js server,
- * and `grpc.health.v1` with `health`.
+ * `grpc.health.v1` with `health`, and server reflection (`grpc.reflection.v1` and `v1alpha`; bidirectional
+ * streaming, so over HTTP/2 only).
  */
 export function createConnectServer(options: ConnectServerOptions): ConnectHttpServer {
   const handler = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
       for (const { service, impl } of options.services)
         router.service(service, impl, { interceptors: options.interceptors });
-      if (options.health !== undefined) {
-        const { service, impl } = healthService(options.health);
-        router.service(service, impl);
-      }
+      const unintercepted: HostedService[] = [];
+      if (options.health !== undefined) unintercepted.push(healthService(options.health));
+      // Server reflection over every service the port serves (not itself, like the gRPC port's).
+      unintercepted.push(
+        ...reflectionServices([...options.services, ...unintercepted].map((hosted) => hosted.service)),
+      );
+      for (const { service, impl } of unintercepted) router.service(service, impl);
     },
     fallback: notFound,
     readMaxBytes: options.readMaxBytes,

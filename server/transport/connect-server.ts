@@ -14,6 +14,7 @@ import { type HealthStatus, healthService } from "./health-service.js";
 import { peerKey } from "./peer.js";
 import { reflectionServices } from "./reflection-service.js";
 import type { TlsMaterial } from "./tls.js";
+import { answerUndecodableAsInvalidArgument } from "./undecodable-requests.js";
 
 /** Options of `createConnectServer`. */
 export interface ConnectServerOptions {
@@ -80,6 +81,11 @@ export function createConnectServer(options: ConnectServerOptions): ConnectHttpS
         ...reflectionServices([...options.services, ...unintercepted].map((hosted) => hosted.service)),
       );
       for (const { service, impl } of unintercepted) router.service(service, impl);
+      router.handlers.splice(
+        0,
+        router.handlers.length,
+        ...router.handlers.map(answerUndecodableAsInvalidArgument),
+      );
     },
     fallback: notFound,
     readMaxBytes: options.readMaxBytes,

@@ -262,4 +262,23 @@ describe("policy sync between replicas (Redis)", () => {
     const names = (await admin(a).getPolicies({})).replicas.map((r) => r.replica);
     expect(names).toHaveLength(2);
   });
+
+  it("still answers GetPolicies with its own set while Redis cannot be read, saying it cannot compare", async () => {
+    const own = await admin(a).getPolicies({});
+    redis.freeze();
+    try {
+      const view = await admin(a).getPolicies({});
+      expect(view.sha256).toBe(own.sha256);
+      expect(view.replicas).toEqual([]);
+      expect(view.replicasDisagree).toBe(false);
+      expect(view.disagreement).toMatch(
+        /^cannot compare with the other replicas: the approval store is unavailable/,
+      );
+      const { status, body } = await readyz(a);
+      expect(status).toBe(503); // the store check's doing
+      expect(body.checks.policies).toMatch(/^cannot compare with the other replicas/);
+    } finally {
+      redis.resume();
+    }
+  });
 });

@@ -211,6 +211,8 @@ export function createPolicySync(options: PolicySyncOptions): PolicySync {
         throw new Error(`it hashes to ${shortHash(result.current.sha256)} here`);
       generation = stored.generation;
       adoptError = undefined;
+      // A reload of this replica's that could not be published yet is superseded.
+      unpublished = false;
     } catch (err) {
       failedGeneration = stored.generation;
       reason =

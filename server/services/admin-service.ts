@@ -160,7 +160,13 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
       handle(async () => {
         const loaded = policies.current();
         if (loaded === undefined) return {};
-        const status = await agreement?.status();
+        // Without Redis the local set is still worth answering with: the comparison says why it is missing.
+        const status = await agreement?.status().catch((err: unknown) => ({
+          generation: 0,
+          replicas: [],
+          disagreement: undefined,
+          unknown: `cannot compare with the other replicas: ${(err as Error).message}`,
+        }));
         return {
           sha256: loaded.sha256,
           document: loaded.document as ProtoJsonObject,
@@ -181,7 +187,7 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
                   }),
                 ),
                 replicasDisagree: status.disagreement !== undefined,
-                disagreement: status.disagreement ?? "",
+                disagreement: status.disagreement ?? ("unknown" in status ? status.unknown : ""),
               }),
         };
       }),

@@ -496,7 +496,8 @@ export type GetPoliciesResponse = Message<"countersign.v1.GetPoliciesResponse"> 
   replicasDisagree: boolean;
 
   /**
-   * Why, naming each replica with its hash and generation; empty when they agree.
+   * Why, naming each replica with its hash and generation; empty when they agree. When Redis cannot be
+   * read, replicas is empty, replicas_disagree false, and this says that they could not be compared.
    *
    * @generated from field: string disagreement = 8;
    */

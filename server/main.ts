@@ -16,6 +16,8 @@ import { type Clock, systemClock } from "./domain/clock.js";
 import { StoreDataLostError, UnavailableError } from "./domain/errors.js";
 import { formatDuration } from "./policy/duration.js";
 import { createPolicyHolder } from "./policy/policy-holder.js";
+import type { PolicyDocumentResult } from "./policy/policy-loader.js";
+import { createPolicySync, defaultReplicaName, type PolicySync } from "./policy/policy-sync.js";
 import { createRetention } from "./scheduler/retention.js";
 import { createScheduler } from "./scheduler/scheduler.js";
 import { createAdminService } from "./services/admin-service.js";
@@ -36,7 +38,8 @@ import { createMemoryApprovalStore } from "./store/memory-approval-store.js";
 import { openRedisBackend, type RedisBackend } from "./store/redis-backend.js";
 import { type ClockSkew, createRedisTimeClock, measureClockSkew } from "./store/redis-clock.js";
 import type { RedisConnections } from "./store/redis-connection.js";
-import { createReadinessMonitor } from "./telemetry/health.js";
+import { createRedisPolicySync } from "./store/redis-policy-sync.js";
+import { createReadinessMonitor, policyAgreementReadiness } from "./telemetry/health.js";
 import type { Metrics } from "./telemetry/metrics.js";
 import {
   createObservability,
@@ -73,6 +76,8 @@ export interface ServerDependencies {
   spanExporter?: SpanExporter;
   /** The Slack gateway's event listener, stores and timings (when it runs). */
   slack?: SlackGatewayDependencies;
+  /** Parses policy documents (tests: one that refuses what an older release would refuse). */
+  parsePolicies?: (text: string) => PolicyDocumentResult;
 }
 
 /** How long calls in flight may take to finish on shutdown before connections are closed. */
@@ -210,8 +215,11 @@ async function startServerSteps(
   );
   opened.add("audit log and tracing", () => observability.close());
 
+  // With Redis, a reload reaches every replica (policy-sync.ts).
+  let sync: PolicySync | undefined;
   const policies = createPolicyHolder({
     path: config.policyFile,
+    ...(deps.parsePolicies === undefined ? {} : { parse: deps.parsePolicies }),
     onReload: (event) => {
       observability.policyReloaded(event);
       if (event.outcome === "rejected")
@@ -224,6 +232,7 @@ async function startServerSteps(
           { trigger: event.trigger, outcome: event.outcome, policy_sha256: event.current.sha256 },
           "policies loaded",
         );
+      sync?.reloaded(event);
     },
     onWatchError: (err) => logger.error({ err: err.message }, "policy file watch failed"),
   });
@@ -233,6 +242,18 @@ async function startServerSteps(
     { policy_sha256: loaded.sha256, policies: loaded.policySet.policies.length },
     "policies loaded",
   );
+  if (redisBackend !== undefined) {
+    const started = createPolicySync({
+      holder: policies,
+      port: createRedisPolicySync(redisBackend.connections),
+      replica: defaultReplicaName(),
+      clock: redisTime ?? hostClock,
+      log: logger,
+    });
+    opened.add("policy sync", () => started.close());
+    sync = started;
+  }
+  const reloader = sync ?? policies;
 
   const store =
     deps.store ??
@@ -252,7 +273,16 @@ async function startServerSteps(
   const approvalService = createApprovalService({ operations, heartbeatMs: config.heartbeatMs });
   const services: HostedService[] = [
     hostService(ApprovalService, approvalService),
-    hostService(AdminService, createAdminService({ operations, store: tracedStore, policies, clock })),
+    hostService(
+      AdminService,
+      createAdminService({
+        operations,
+        store: tracedStore,
+        policies: { current: () => policies.current(), reload: (o) => reloader.reload(o) },
+        ...(sync === undefined ? {} : { agreement: sync }),
+        clock,
+      }),
+    ),
     // The benchmark's floor (`npm run bench`): hosted like the others, through the same interceptors.
     ...(config.benchEcho === true ? [hostService(EchoService, createEchoService())] : []),
   ];
@@ -417,6 +447,7 @@ async function startServerSteps(
       logger,
     });
   if (slackGateway !== undefined) readiness.slack = slackReadiness(slackGateway);
+  if (sync !== undefined) readiness.policies = policyAgreementReadiness(sync);
   // grpc.health.v1 follows readiness: on every /readyz and every 5 s.
   const readinessMonitor = createReadinessMonitor({
     checks: readiness,
@@ -462,6 +493,7 @@ async function startServerSteps(
   if (config.archiveDir === undefined)
     logger.warn("no --archive-dir: finished approvals are kept in the store, never archived or purged");
   scheduler.start();
+  sync?.start();
   readinessMonitor.start();
   if (config.watchPolicy) policies.watch();
 
@@ -476,7 +508,7 @@ async function startServerSteps(
     ...(slackGateway?.eventsUrl === undefined ? {} : { slackEventsUrl: slackGateway.eventsUrl }),
     async reloadPolicies() {
       // The outcome, good or bad, is logged by onReload.
-      await policies.reload({ dryRun: false }).catch(() => undefined);
+      await reloader.reload({ dryRun: false }).catch(() => undefined);
     },
     reopenAuditLog() {
       observability.audit.reopen();
@@ -501,6 +533,7 @@ async function startServerSteps(
       await closeHttpServer(opsServer);
       tls?.close();
       await policies.close();
+      await sync?.close();
       // The audit log first: its last checkpoint goes to the store (Redis) before that closes.
       await observability.close();
       await store.close();

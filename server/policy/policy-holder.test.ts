@@ -116,6 +116,46 @@ describe("createPolicyHolder", () => {
     });
   });
 
+  it("adopts a document from elsewhere with the same validation, keeping its set when it is invalid", async () => {
+    await writeFile(path, policyFile("10m", "deploy"));
+    const holder = holderFor();
+    const first = await holder.load();
+    const text = policyFile("20m", "deploy", "db");
+    const adopted = await holder.adopt(text, "replica-b's file");
+    expect(adopted).toMatchObject({ applied: true, changed: true, policyCount: 2 });
+    expect(adopted.current).toMatchObject({ text, source: "replica-b's file" });
+    expect(events.at(-1)).toEqual({
+      outcome: "applied",
+      trigger: "sync",
+      previousSha256: first.sha256,
+      current: adopted.current,
+    });
+    await expect(holder.adopt(invalidFile, "replica-c's file")).rejects.toMatchObject({
+      name: "PolicyLoadError",
+      source: "replica-c's file",
+      problems: [{ path: "policies[0].aprovers", message: "unknown key" }],
+    });
+    expect(holder.current()).toBe(adopted.current);
+    expect(events.at(-1)).toMatchObject({ outcome: "rejected", trigger: "sync", current: adopted.current });
+    // The file on disk is this replica's again at the next reload.
+    expect((await holder.reload()).current).toMatchObject({ sha256: first.sha256, source: path });
+  });
+
+  it("parses with the parser it is given, for loads and adoptions alike", async () => {
+    await writeFile(path, policyFile("10m", "deploy"));
+    const refusing = createPolicyHolder({
+      path,
+      parse: () => ({ ok: false, problems: [{ path: "(root)", message: "refused by this release" }] }),
+    });
+    await expect(refusing.load()).rejects.toMatchObject({
+      problems: [{ path: "(root)", message: "refused by this release" }],
+    });
+    await expect(refusing.adopt(policyFile("10m", "db"), "elsewhere")).rejects.toMatchObject({
+      source: "elsewhere",
+    });
+    expect(refusing.current()).toBeUndefined();
+  });
+
   it("keeps the old set when the new file is invalid, and reports every problem", async () => {
     await writeFile(path, policyFile("10m", "deploy"));
     const holder = holderFor();

@@ -1,12 +1,18 @@
 /**
- * Holds the policy set in force and replaces it on reload (admin RPC, SIGHUP, optional file watch). A
- * reload that fails validation keeps the old set and reports every problem (SPEC C3).
+ * Holds the policy set in force and replaces it on reload (admin RPC, SIGHUP, optional file watch) or when
+ * another replica published a set (`adopt`, see policy-sync.ts). A reload that fails validation keeps
+ * the old set and reports every problem (SPEC C3).
  */
 import { type FSWatcher, watch as watchFs } from "node:fs";
 import { basename, dirname } from "node:path";
 import { type Clock, systemClock } from "../domain/clock.js";
 import type { JsonObject, PolicySet } from "../domain/types.js";
-import { loadPolicyFile, PolicyLoadError, parsePolicyDocument } from "./policy-loader.js";
+import {
+  type PolicyDocumentResult,
+  PolicyLoadError,
+  parsePolicyDocument,
+  readPolicyText,
+} from "./policy-loader.js";
 
 /** A compiled policy set and where it came from. */
 export interface LoadedPolicies {
@@ -15,14 +21,16 @@ export interface LoadedPolicies {
   document: JsonObject;
   /** SHA-256 of the canonical JSON of `document`; equals `policySet.sha256`. */
   sha256: string;
-  /** Path of the file. */
+  /** The document's text (YAML or JSON), as read. */
+  text: string;
+  /** Path of the file, or for a set adopted from another replica, where it came from. */
   source: string;
   /** When it was loaded, epoch milliseconds. */
   loadTime: number;
 }
 
-/** What started a (re)load. */
-export type PolicyReloadTrigger = "load" | "reload" | "watch";
+/** What started a (re)load: `sync` is a set another replica published (`adopt`). */
+export type PolicyReloadTrigger = "load" | "reload" | "watch" | "sync";
 
 /** Reported after every load or reload that is not a dry run. */
 export type PolicyReloadEvent =
@@ -63,6 +71,11 @@ export interface PolicyHolderOptions {
   debounceMs?: number;
   /** Source of `loadTime`. @default systemClock */
   clock?: Clock;
+  /**
+   * Parses, validates and compiles a document. @default parsePolicyDocument (tests: one that refuses
+   * what an older release would refuse)
+   */
+  parse?: (text: string) => PolicyDocumentResult;
 }
 
 /** Outcome of `reload()`. */
@@ -94,6 +107,12 @@ export interface PolicyHolder {
    * @throws Error for a dry run before anything was loaded.
    */
   reload(options?: { dryRun?: boolean }): Promise<PolicyReloadResult>;
+  /**
+   * Puts a document received from elsewhere (another replica, through the shared store) in force, with
+   * the same validation as a reload, in turn with reloads. `source` says where it came from.
+   * @throws PolicyLoadError when the document is invalid here; the set in force stays.
+   */
+  adopt(text: string, source: string): Promise<PolicyReloadResult>;
   /** Reloads whenever the file changes (debounced); results go to `onReload`. Idempotent. */
   watch(): void;
   /** Stops watching and waits for a reload in progress. */
@@ -107,6 +126,7 @@ export function createPolicyHolder(options: PolicyHolderOptions): PolicyHolder {
   const { path, onReload, onWatchError } = options;
   const clock = options.clock ?? systemClock;
   const debounceMs = options.debounceMs ?? 100;
+  const parse = options.parse ?? parsePolicyDocument;
   let loaded: LoadedPolicies | undefined;
   let queue: Promise<unknown> = Promise.resolve();
   let watcher: FSWatcher | undefined;
@@ -127,13 +147,27 @@ export function createPolicyHolder(options: PolicyHolderOptions): PolicyHolder {
     return run;
   };
 
-  const attempt = (trigger: PolicyReloadTrigger, dryRun: boolean): Promise<PolicyReloadResult> =>
+  /** Reads the file, or takes `adopted`'s text, and parses it. */
+  const read = async (
+    adopted: { text: string; source: string } | undefined,
+  ): Promise<{ source: string; text: string; result: PolicyDocumentResult }> => {
+    if (adopted !== undefined) return { ...adopted, result: parse(adopted.text) };
+    const file = await readPolicyText(path);
+    if (!file.ok) return { source: path, text: "", result: file };
+    return { source: path, text: file.text, result: parse(file.text) };
+  };
+
+  const attempt = (
+    trigger: PolicyReloadTrigger,
+    dryRun: boolean,
+    adopted?: { text: string; source: string },
+  ): Promise<PolicyReloadResult> =>
     serialized(async () => {
       if (dryRun && loaded === undefined)
         throw new Error("no policies are loaded yet; nothing to compare with");
-      const result = await loadPolicyFile(path);
+      const { source, text, result } = await read(adopted);
       if (!result.ok) {
-        const error = new PolicyLoadError(result.problems, path);
+        const error = new PolicyLoadError(result.problems, source);
         if (!dryRun) emit({ outcome: "rejected", trigger, error, current: loaded });
         throw error;
       }
@@ -155,7 +189,8 @@ export function createPolicyHolder(options: PolicyHolderOptions): PolicyHolder {
         policySet: result.policySet,
         document: result.document,
         sha256: result.sha256,
-        source: path,
+        text,
+        source,
         loadTime: clock.now(),
       };
       emit({ outcome: "applied", trigger, previousSha256: previous?.sha256, current: loaded });
@@ -175,6 +210,7 @@ export function createPolicyHolder(options: PolicyHolderOptions): PolicyHolder {
     current: () => loaded,
     load: async () => (await attempt("load", false)).current,
     reload: (reloadOptions) => attempt("reload", reloadOptions?.dryRun ?? false),
+    adopt: (text, source) => attempt("sync", false, { text, source }),
     watch() {
       if (watcher !== undefined) return;
       const file = basename(path);
@@ -208,20 +244,27 @@ export function createStaticPolicyHolder(text: string, options: { clock?: Clock 
     policySet: result.policySet,
     document: result.document,
     sha256: result.sha256,
+    text,
     source: "(static)",
     loadTime: (options.clock ?? systemClock).now(),
   };
+  const unchanged = (applied: boolean): Promise<PolicyReloadResult> =>
+    Promise.resolve({
+      applied,
+      changed: false,
+      candidateSha256: loaded.sha256,
+      policyCount: loaded.policySet.policies.length,
+      current: loaded,
+    });
   return {
     current: () => loaded,
     load: () => Promise.resolve(loaded),
-    reload: (reloadOptions) =>
-      Promise.resolve({
-        applied: !(reloadOptions?.dryRun ?? false),
-        changed: false,
-        candidateSha256: loaded.sha256,
-        policyCount: loaded.policySet.policies.length,
-        current: loaded,
-      }),
+    reload: (reloadOptions) => unchanged(!(reloadOptions?.dryRun ?? false)),
+    adopt: (adoptedText) => {
+      const adopted = parsePolicyDocument(adoptedText);
+      if (adopted.ok && adopted.sha256 === loaded.sha256) return unchanged(true);
+      return Promise.reject(new Error("a static policy holder never changes its policies"));
+    },
     watch: () => undefined,
     close: () => Promise.resolve(),
   };

@@ -799,25 +799,26 @@ export function parsePolicyDocument(text: string): PolicyDocumentResult {
   return { ok: true, policySet: compileDocument(data as PolicyFileDocument, sha256), document, sha256 };
 }
 
+/** The text of a policy file, or why it cannot be used. */
+export type PolicyTextResult = { ok: true; text: string } | { ok: false; problems: PolicyProblem[] };
+
 /**
- * Reads and parses a policy file. A file that cannot be read is reported as a problem at `(file)`.
- * Never throws for bad input.
+ * Reads a policy file's text, refusing a file larger than the document limit without reading it all. A
+ * file that cannot be read is reported as a problem at `(file)`. Never throws for bad input.
  */
-export async function loadPolicyFile(path: string): Promise<PolicyFileResult> {
-  let text: string;
+export async function readPolicyText(path: string): Promise<PolicyTextResult> {
   try {
     // Read at most one byte more than allowed: a huge file is refused without reading it all.
     const handle = await open(path, "r");
     try {
       const limit = policyDocumentLimits.bytes;
       const size = (await handle.stat()).size;
-      if (size > limit)
-        return { ok: false, problems: [{ path: "(file)", message: tooLarge(size) }], source: path };
+      if (size > limit) return { ok: false, problems: [{ path: "(file)", message: tooLarge(size) }] };
       const buffer = Buffer.alloc(limit + 1);
       const { bytesRead } = await handle.read(buffer, 0, limit + 1, 0);
       if (bytesRead > limit)
-        return { ok: false, problems: [{ path: "(file)", message: tooLarge(bytesRead) }], source: path };
-      text = buffer.toString("utf8", 0, bytesRead);
+        return { ok: false, problems: [{ path: "(file)", message: tooLarge(bytesRead) }] };
+      return { ok: true, text: buffer.toString("utf8", 0, bytesRead) };
     } finally {
       await handle.close();
     }
@@ -825,13 +826,18 @@ export async function loadPolicyFile(path: string): Promise<PolicyFileResult> {
     const code = (error as NodeJS.ErrnoException).code;
     const reason =
       code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : String(error);
-    return {
-      ok: false,
-      problems: [{ path: "(file)", message: `cannot read ${path}: ${reason}` }],
-      source: path,
-    };
+    return { ok: false, problems: [{ path: "(file)", message: `cannot read ${path}: ${reason}` }] };
   }
-  return { ...parsePolicyDocument(text), source: path };
+}
+
+/**
+ * Reads and parses a policy file. A file that cannot be read is reported as a problem at `(file)`.
+ * Never throws for bad input.
+ */
+export async function loadPolicyFile(path: string): Promise<PolicyFileResult> {
+  const read = await readPolicyText(path);
+  if (!read.ok) return { ok: false, problems: read.problems, source: path };
+  return { ...parsePolicyDocument(read.text), source: path };
 }
 
 /**

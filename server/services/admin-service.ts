@@ -2,7 +2,11 @@ import type { JsonObject as ProtoJsonObject } from "@bufbuild/protobuf";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { type AdminService, StateCountSchema } from "../../gen/countersign/v1/admin_service_pb.js";
+import {
+  type AdminService,
+  ReplicaPoliciesSchema,
+  StateCountSchema,
+} from "../../gen/countersign/v1/admin_service_pb.js";
 import { Decision } from "../../gen/countersign/v1/approval_pb.js";
 import type { Clock } from "../domain/clock.js";
 import { FailedPreconditionError, ValidationError } from "../domain/errors.js";
@@ -10,6 +14,7 @@ import { limits } from "../domain/limits.js";
 import type { AdminCaller, ApprovalState } from "../domain/types.js";
 import { checkAction, checkId, Violations } from "../domain/validation.js";
 import { PolicyLoadError, parsePolicyDocument } from "../policy/policy-loader.js";
+import type { PolicyAgreement } from "../policy/policy-sync.js";
 import type { ApprovalStore } from "../store/approval-store.js";
 import type { ApprovalOperations } from "./approval-operations.js";
 import { adminKey, callerKey } from "./caller.js";
@@ -38,7 +43,10 @@ export interface AdminPolicies {
 export interface AdminServiceOptions {
   operations: ApprovalOperations;
   store: ApprovalStore;
+  /** The policies; with a shared store, the sync's `reload`, which publishes to every replica. */
   policies: AdminPolicies;
+  /** With a shared store: every replica's policy set (policy-sync.ts). */
+  agreement?: { status(): Promise<PolicyAgreement> };
   clock: Clock;
 }
 
@@ -64,7 +72,7 @@ function admin(ctx: HandlerContext, requested: string): AdminCaller {
  * any of these run; every decision here is recorded as an admin override.
  */
 export function createAdminService(options: AdminServiceOptions): ServiceImpl<typeof AdminService> {
-  const { operations, store, policies, clock } = options;
+  const { operations, store, policies, agreement, clock } = options;
 
   return {
     listApprovals: (req) =>
@@ -152,11 +160,35 @@ export function createAdminService(options: AdminServiceOptions): ServiceImpl<ty
       handle(async () => {
         const loaded = policies.current();
         if (loaded === undefined) return {};
+        // Without Redis the local set is still worth answering with: the comparison says why it is missing.
+        const status = await agreement?.status().catch((err: unknown) => ({
+          generation: 0,
+          replicas: [],
+          disagreement: undefined,
+          unknown: `cannot compare with the other replicas: ${(err as Error).message}`,
+        }));
         return {
           sha256: loaded.sha256,
           document: loaded.document as ProtoJsonObject,
           source: loaded.source,
           loadTime: timestampFromMs(loaded.loadTime),
+          ...(status === undefined
+            ? {}
+            : {
+                generation: BigInt(status.generation),
+                replicas: status.replicas.map((r) =>
+                  create(ReplicaPoliciesSchema, {
+                    replica: r.replica,
+                    sha256: r.sha256,
+                    generation: BigInt(r.generation),
+                    reportTime: timestampFromMs(r.reportTime),
+                    stale: r.stale,
+                    error: r.error ?? "",
+                  }),
+                ),
+                replicasDisagree: status.disagreement !== undefined,
+                disagreement: status.disagreement ?? ("unknown" in status ? status.unknown : ""),
+              }),
         };
       }),
 

@@ -79,3 +79,25 @@ export function createReadinessMonitor(options: ReadinessMonitorOptions): Readin
     },
   };
 }
+
+/**
+ * The `policies` readiness check of a replica that shares its policies through the store: "ok" while
+ * every live replica has the same set, else a note naming each replica and its hash (and why one could
+ * not adopt the shared set). It never makes the replica unready: a reload reaches the replicas one after
+ * the other, and a set that an older release refuses (during a rolling upgrade) would otherwise take
+ * every replica that runs it out of the load balancer at once. The disagreement is for operators to see
+ * (here, in `GetPolicies` and the log) and fix. A store that cannot be read is the `store` check's to
+ * report.
+ */
+export function policyAgreementReadiness(agreement: {
+  status(): Promise<{ disagreement: string | undefined }>;
+}): ReadinessCheck {
+  return async () => {
+    try {
+      const { disagreement } = await agreement.status();
+      return disagreement === undefined ? undefined : { note: disagreement };
+    } catch (err) {
+      return { note: `cannot compare with the other replicas: ${(err as Error).message}` };
+    }
+  };
+}

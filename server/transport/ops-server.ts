@@ -1,7 +1,15 @@
 import * as http from "node:http";
 
-/** A readiness check: resolves to undefined when ready, or to the reason it is not. */
-export type ReadinessCheck = () => Promise<string | undefined>;
+/**
+ * A readiness check: resolves to undefined when ready, to the reason it is not, or to a `ReadinessNote`:
+ * something operators should see that does not make the server unready.
+ */
+export type ReadinessCheck = () => Promise<string | undefined | ReadinessNote>;
+
+/** What a check reports without failing readiness (shown in `/readyz` in place of "ok"). */
+export interface ReadinessNote {
+  note: string;
+}
 
 /** The outcome of the readiness checks: each check's "ok" or reason. */
 export interface ReadinessResult {
@@ -14,13 +22,18 @@ export async function evaluateReadiness(checks: Record<string, ReadinessCheck>):
   const results = await Promise.all(
     Object.entries(checks).map(async ([name, check]) => {
       try {
-        return [name, (await check()) ?? "ok"] as const;
+        const result = (await check()) ?? "ok";
+        if (typeof result !== "string") return [name, result.note, true] as const;
+        return [name, result, result === "ok"] as const;
       } catch (err) {
-        return [name, (err as Error).message] as const;
+        return [name, (err as Error).message, false] as const;
       }
     }),
   );
-  return { ready: results.every(([, r]) => r === "ok"), checks: Object.fromEntries(results) };
+  return {
+    ready: results.every(([, , passed]) => passed),
+    checks: Object.fromEntries(results.map(([name, text]) => [name, text])),
+  };
 }
 
 /** Options of `createOpsServer`. */

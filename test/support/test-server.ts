@@ -5,7 +5,7 @@ import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { type Logger, pino } from "pino";
 import { loadServeConfig, type ServeFlags } from "../../server/config/config.js";
 import type { Clock } from "../../server/domain/clock.js";
-import { type RunningServer, startServer } from "../../server/main.js";
+import { type RunningServer, type ServerDependencies, startServer } from "../../server/main.js";
 import type { SlackGatewayDependencies } from "../../server/slack/start-slack-gateway.js";
 import type { ApprovalStore } from "../../server/store/approval-store.js";
 import type { Pem, TestPki } from "./certs.js";
@@ -77,6 +77,8 @@ export async function startTestServer(options: {
   spanExporter?: SpanExporter;
   /** The Slack gateway's event listener, stores and timings (with SLACK_* in `env`). */
   slack?: SlackGatewayDependencies;
+  /** Parses policy documents (`ServerDependencies.parsePolicies`). */
+  parsePolicies?: ServerDependencies["parsePolicies"];
 }): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "countersign-test-"));
   const policyPath = join(dir, "policies.yaml");
@@ -107,6 +109,7 @@ export async function startTestServer(options: {
     ...(options.store === undefined ? {} : { store: options.store }),
     ...(options.spanExporter === undefined ? {} : { spanExporter: options.spanExporter }),
     ...(options.slack === undefined ? {} : { slack: options.slack }),
+    ...(options.parsePolicies === undefined ? {} : { parsePolicies: options.parsePolicies }),
   });
   const factory = createClientFactory({
     grpcAddress: server.grpcAddress,

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file countersign/v1/admin_service.proto.
  */
 export const file_countersign_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJjb3VudGVyc2lnbi92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEg5jb3VudGVyc2lnbi52MSL1AQoUTGlzdEFwcHJvdmFsc1JlcXVlc3QSJAoFc3RhdGUYASABKA4yFS5jb3VudGVyc2lnbi52MS5TdGF0ZRIOCgZhY3Rpb24YAiABKAkSEQoJcmVxdWVzdGVyGAMgASgJEjUKEWNyZWF0ZV90aW1lX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI2ChJjcmVhdGVfdGltZV9iZWZvcmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJIl0KFUxpc3RBcHByb3ZhbHNSZXNwb25zZRIrCglhcHByb3ZhbHMYASADKAsyGC5jb3VudGVyc2lnbi52MS5BcHByb3ZhbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoeQWRtaW5TZXJ2aWNlR2V0QXBwcm92YWxSZXF1ZXN0EgoKAmlkGAEgASgJIk0KH0FkbWluU2VydmljZUdldEFwcHJvdmFsUmVzcG9uc2USKgoIYXBwcm92YWwYASABKAsyGC5jb3VudGVyc2lnbi52MS5BcHByb3ZhbCJOCiFBZG1pblNlcnZpY2VDYW5jZWxBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJEg0KBWFkbWluGAMgASgJIlAKIkFkbWluU2VydmljZUNhbmNlbEFwcHJvdmFsUmVzcG9uc2USKgoIYXBwcm92YWwYASABKAsyGC5jb3VudGVyc2lnbi52MS5BcHByb3ZhbCJvChZSZXNvbHZlQXBwcm92YWxSZXF1ZXN0EgoKAmlkGAEgASgJEioKCGRlY2lzaW9uGAIgASgOMhguY291bnRlcnNpZ24udjEuRGVjaXNpb24SDgoGcmVhc29uGAMgASgJEg0KBWFkbWluGAQgASgJIkUKF1Jlc29sdmVBcHByb3ZhbFJlc3BvbnNlEioKCGFwcHJvdmFsGAEgASgLMhguY291bnRlcnNpZ24udjEuQXBwcm92YWwiKAoVUmVsb2FkUG9saWNpZXNSZXF1ZXN0Eg8KB2RyeV9ydW4YASABKAgiaQoWUmVsb2FkUG9saWNpZXNSZXNwb25zZRIPCgdhcHBsaWVkGAEgASgIEg4KBnNoYTI1NhgCIAEoCRIYChBjYW5kaWRhdGVfc2hhMjU2GAMgASgJEhQKDHBvbGljeV9jb3VudBgEIAEoBSIqChdWYWxpZGF0ZVBvbGljaWVzUmVxdWVzdBIPCgdjb250ZW50GAEgASgJIoABChhWYWxpZGF0ZVBvbGljaWVzUmVzcG9uc2USDQoFdmFsaWQYASABKAgSLwoIcHJvYmxlbXMYAiADKAsyHS5jb3VudGVyc2lnbi52MS5Qb2xpY3lQcm9ibGVtEg4KBnNoYTI1NhgDIAEoCRIUCgxwb2xpY3lfY291bnQYBCABKAUiLgoNUG9saWN5UHJvYmxlbRIMCgRwYXRoGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiFAoSR2V0UG9saWNpZXNSZXF1ZXN0Io8BChNHZXRQb2xpY2llc1Jlc3BvbnNlEg4KBnNoYTI1NhgBIAEoCRIpCghkb2N1bWVudBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDgoGc291cmNlGAMgASgJEi0KCWxvYWRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEQoPR2V0U3RhdHNSZXF1ZXN0IpABChBHZXRTdGF0c1Jlc3BvbnNlEioKBmNvdW50cxgBIAMoCzIaLmNvdW50ZXJzaWduLnYxLlN0YXRlQ291bnQSNQoSb2xkZXN0X3BlbmRpbmdfYWdlGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhkKEW9sZGVzdF9wZW5kaW5nX2lkGAMgASgJIkEKClN0YXRlQ291bnQSJAoFc3RhdGUYASABKA4yFS5jb3VudGVyc2lnbi52MS5TdGF0ZRINCgVjb3VudBgCIAEoAzK4BgoMQWRtaW5TZXJ2aWNlEl4KDUxpc3RBcHByb3ZhbHMSJC5jb3VudGVyc2lnbi52MS5MaXN0QXBwcm92YWxzUmVxdWVzdBolLmNvdW50ZXJzaWduLnYxLkxpc3RBcHByb3ZhbHNSZXNwb25zZSIAEnAKC0dldEFwcHJvdmFsEi4uY291bnRlcnNpZ24udjEuQWRtaW5TZXJ2aWNlR2V0QXBwcm92YWxSZXF1ZXN0Gi8uY291bnRlcnNpZ24udjEuQWRtaW5TZXJ2aWNlR2V0QXBwcm92YWxSZXNwb25zZSIAEmQKD1Jlc29sdmVBcHByb3ZhbBImLmNvdW50ZXJzaWduLnYxLlJlc29sdmVBcHByb3ZhbFJlcXVlc3QaJy5jb3VudGVyc2lnbi52MS5SZXNvbHZlQXBwcm92YWxSZXNwb25zZSIAEnkKDkNhbmNlbEFwcHJvdmFsEjEuY291bnRlcnNpZ24udjEuQWRtaW5TZXJ2aWNlQ2FuY2VsQXBwcm92YWxSZXF1ZXN0GjIuY291bnRlcnNpZ24udjEuQWRtaW5TZXJ2aWNlQ2FuY2VsQXBwcm92YWxSZXNwb25zZSIAEmEKDlJlbG9hZFBvbGljaWVzEiUuY291bnRlcnNpZ24udjEuUmVsb2FkUG9saWNpZXNSZXF1ZXN0GiYuY291bnRlcnNpZ24udjEuUmVsb2FkUG9saWNpZXNSZXNwb25zZSIAEmcKEFZhbGlkYXRlUG9saWNpZXMSJy5jb3VudGVyc2lnbi52MS5WYWxpZGF0ZVBvbGljaWVzUmVxdWVzdBooLmNvdW50ZXJzaWduLnYxLlZhbGlkYXRlUG9saWNpZXNSZXNwb25zZSIAElgKC0dldFBvbGljaWVzEiIuY291bnRlcnNpZ24udjEuR2V0UG9saWNpZXNSZXF1ZXN0GiMuY291bnRlcnNpZ24udjEuR2V0UG9saWNpZXNSZXNwb25zZSIAEk8KCEdldFN0YXRzEh8uY291bnRlcnNpZ24udjEuR2V0U3RhdHNSZXF1ZXN0GiAuY291bnRlcnNpZ24udjEuR2V0U3RhdHNSZXNwb25zZSIAYgZwcm90bzM", [file_countersign_v1_approval, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiJjb3VudGVyc2lnbi92MS9hZG1pbl9zZXJ2aWNlLnByb3RvEg5jb3VudGVyc2lnbi52MSL1AQoUTGlzdEFwcHJvdmFsc1JlcXVlc3QSJAoFc3RhdGUYASABKA4yFS5jb3VudGVyc2lnbi52MS5TdGF0ZRIOCgZhY3Rpb24YAiABKAkSEQoJcmVxdWVzdGVyGAMgASgJEjUKEWNyZWF0ZV90aW1lX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI2ChJjcmVhdGVfdGltZV9iZWZvcmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgGIAEoBRISCgpwYWdlX3Rva2VuGAcgASgJIl0KFUxpc3RBcHByb3ZhbHNSZXNwb25zZRIrCglhcHByb3ZhbHMYASADKAsyGC5jb3VudGVyc2lnbi52MS5BcHByb3ZhbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLAoeQWRtaW5TZXJ2aWNlR2V0QXBwcm92YWxSZXF1ZXN0EgoKAmlkGAEgASgJIk0KH0FkbWluU2VydmljZUdldEFwcHJvdmFsUmVzcG9uc2USKgoIYXBwcm92YWwYASABKAsyGC5jb3VudGVyc2lnbi52MS5BcHByb3ZhbCJOCiFBZG1pblNlcnZpY2VDYW5jZWxBcHByb3ZhbFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJEg0KBWFkbWluGAMgASgJIlAKIkFkbWluU2VydmljZUNhbmNlbEFwcHJvdmFsUmVzcG9uc2USKgoIYXBwcm92YWwYASABKAsyGC5jb3VudGVyc2lnbi52MS5BcHByb3ZhbCJvChZSZXNvbHZlQXBwcm92YWxSZXF1ZXN0EgoKAmlkGAEgASgJEioKCGRlY2lzaW9uGAIgASgOMhguY291bnRlcnNpZ24udjEuRGVjaXNpb24SDgoGcmVhc29uGAMgASgJEg0KBWFkbWluGAQgASgJIkUKF1Jlc29sdmVBcHByb3ZhbFJlc3BvbnNlEioKCGFwcHJvdmFsGAEgASgLMhguY291bnRlcnNpZ24udjEuQXBwcm92YWwiKAoVUmVsb2FkUG9saWNpZXNSZXF1ZXN0Eg8KB2RyeV9ydW4YASABKAgiaQoWUmVsb2FkUG9saWNpZXNSZXNwb25zZRIPCgdhcHBsaWVkGAEgASgIEg4KBnNoYTI1NhgCIAEoCRIYChBjYW5kaWRhdGVfc2hhMjU2GAMgASgJEhQKDHBvbGljeV9jb3VudBgEIAEoBSIqChdWYWxpZGF0ZVBvbGljaWVzUmVxdWVzdBIPCgdjb250ZW50GAEgASgJIoABChhWYWxpZGF0ZVBvbGljaWVzUmVzcG9uc2USDQoFdmFsaWQYASABKAgSLwoIcHJvYmxlbXMYAiADKAsyHS5jb3VudGVyc2lnbi52MS5Qb2xpY3lQcm9ibGVtEg4KBnNoYTI1NhgDIAEoCRIUCgxwb2xpY3lfY291bnQYBCABKAUiLgoNUG9saWN5UHJvYmxlbRIMCgRwYXRoGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiFAoSR2V0UG9saWNpZXNSZXF1ZXN0IocCChNHZXRQb2xpY2llc1Jlc3BvbnNlEg4KBnNoYTI1NhgBIAEoCRIpCghkb2N1bWVudBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDgoGc291cmNlGAMgASgJEi0KCWxvYWRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKZ2VuZXJhdGlvbhgFIAEoAxIxCghyZXBsaWNhcxgGIAMoCzIfLmNvdW50ZXJzaWduLnYxLlJlcGxpY2FQb2xpY2llcxIZChFyZXBsaWNhc19kaXNhZ3JlZRgHIAEoCBIUCgxkaXNhZ3JlZW1lbnQYCCABKAkilQEKD1JlcGxpY2FQb2xpY2llcxIPCgdyZXBsaWNhGAEgASgJEg4KBnNoYTI1NhgCIAEoCRISCgpnZW5lcmF0aW9uGAMgASgDEi8KC3JlcG9ydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVzdGFsZRgFIAEoCBINCgVlcnJvchgGIAEoCSIRCg9HZXRTdGF0c1JlcXVlc3QikAEKEEdldFN0YXRzUmVzcG9uc2USKgoGY291bnRzGAEgAygLMhouY291bnRlcnNpZ24udjEuU3RhdGVDb3VudBI1ChJvbGRlc3RfcGVuZGluZ19hZ2UYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRb2xkZXN0X3BlbmRpbmdfaWQYAyABKAkiQQoKU3RhdGVDb3VudBIkCgVzdGF0ZRgBIAEoDjIVLmNvdW50ZXJzaWduLnYxLlN0YXRlEg0KBWNvdW50GAIgASgDMrgGCgxBZG1pblNlcnZpY2USXgoNTGlzdEFwcHJvdmFscxIkLmNvdW50ZXJzaWduLnYxLkxpc3RBcHByb3ZhbHNSZXF1ZXN0GiUuY291bnRlcnNpZ24udjEuTGlzdEFwcHJvdmFsc1Jlc3BvbnNlIgAScAoLR2V0QXBwcm92YWwSLi5jb3VudGVyc2lnbi52MS5BZG1pblNlcnZpY2VHZXRBcHByb3ZhbFJlcXVlc3QaLy5jb3VudGVyc2lnbi52MS5BZG1pblNlcnZpY2VHZXRBcHByb3ZhbFJlc3BvbnNlIgASZAoPUmVzb2x2ZUFwcHJvdmFsEiYuY291bnRlcnNpZ24udjEuUmVzb2x2ZUFwcHJvdmFsUmVxdWVzdBonLmNvdW50ZXJzaWduLnYxLlJlc29sdmVBcHByb3ZhbFJlc3BvbnNlIgASeQoOQ2FuY2VsQXBwcm92YWwSMS5jb3VudGVyc2lnbi52MS5BZG1pblNlcnZpY2VDYW5jZWxBcHByb3ZhbFJlcXVlc3QaMi5jb3VudGVyc2lnbi52MS5BZG1pblNlcnZpY2VDYW5jZWxBcHByb3ZhbFJlc3BvbnNlIgASYQoOUmVsb2FkUG9saWNpZXMSJS5jb3VudGVyc2lnbi52MS5SZWxvYWRQb2xpY2llc1JlcXVlc3QaJi5jb3VudGVyc2lnbi52MS5SZWxvYWRQb2xpY2llc1Jlc3BvbnNlIgASZwoQVmFsaWRhdGVQb2xpY2llcxInLmNvdW50ZXJzaWduLnYxLlZhbGlkYXRlUG9saWNpZXNSZXF1ZXN0GiguY291bnRlcnNpZ24udjEuVmFsaWRhdGVQb2xpY2llc1Jlc3BvbnNlIgASWAoLR2V0UG9saWNpZXMSIi5jb3VudGVyc2lnbi52MS5HZXRQb2xpY2llc1JlcXVlc3QaIy5jb3VudGVyc2lnbi52MS5HZXRQb2xpY2llc1Jlc3BvbnNlIgASTwoIR2V0U3RhdHMSHy5jb3VudGVyc2lnbi52MS5HZXRTdGF0c1JlcXVlc3QaIC5jb3VudGVyc2lnbi52MS5HZXRTdGF0c1Jlc3BvbnNlIgBiBnByb3RvMw", [file_countersign_v1_approval, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * ListApprovalsRequest filters and pages the list. Empty filters match everything.
@@ -471,6 +471,37 @@ export type GetPoliciesResponse = Message<"countersign.v1.GetPoliciesResponse"> 
    * @generated from field: google.protobuf.Timestamp load_time = 4;
    */
   loadTime?: Timestamp | undefined;
+
+  /**
+   * With a Redis store: the generation of the shared policy set in force on this replica (every
+   * publication through Redis takes the next number); 0 before the first sync and with the memory store.
+   *
+   * @generated from field: int64 generation = 5;
+   */
+  generation: bigint;
+
+  /**
+   * With a Redis store: every replica's policy set as it last reported it, this replica first. Empty with
+   * the memory store (one replica).
+   *
+   * @generated from field: repeated countersign.v1.ReplicaPolicies replicas = 6;
+   */
+  replicas: ReplicaPolicies[];
+
+  /**
+   * True when live replicas have different policy sets, or one could not adopt the shared set.
+   *
+   * @generated from field: bool replicas_disagree = 7;
+   */
+  replicasDisagree: boolean;
+
+  /**
+   * Why, naming each replica with its hash and generation; empty when they agree. When Redis cannot be
+   * read, replicas is empty, replicas_disagree false, and this says that they could not be compared.
+   *
+   * @generated from field: string disagreement = 8;
+   */
+  disagreement: string;
 };
 
 /**
@@ -479,6 +510,62 @@ export type GetPoliciesResponse = Message<"countersign.v1.GetPoliciesResponse"> 
  */
 export const GetPoliciesResponseSchema: GenMessage<GetPoliciesResponse> = /*@__PURE__*/
   messageDesc(file_countersign_v1_admin_service, 14);
+
+/**
+ * ReplicaPolicies is one replica's policy set, as it last reported it.
+ *
+ * @generated from message countersign.v1.ReplicaPolicies
+ */
+export type ReplicaPolicies = Message<"countersign.v1.ReplicaPolicies"> & {
+  /**
+   * The replica's name (host name, process id and a random suffix).
+   *
+   * @generated from field: string replica = 1;
+   */
+  replica: string;
+
+  /**
+   * SHA-256 of the policy set in force there.
+   *
+   * @generated from field: string sha256 = 2;
+   */
+  sha256: string;
+
+  /**
+   * Generation of the shared set it has in force.
+   *
+   * @generated from field: int64 generation = 3;
+   */
+  generation: bigint;
+
+  /**
+   * When it reported (every 5 s).
+   *
+   * @generated from field: google.protobuf.Timestamp report_time = 4;
+   */
+  reportTime?: Timestamp | undefined;
+
+  /**
+   * No report for more than three intervals: probably gone; not counted in replicas_disagree.
+   *
+   * @generated from field: bool stale = 5;
+   */
+  stale: boolean;
+
+  /**
+   * Why it could not adopt the shared set, when it could not (it keeps its previous set).
+   *
+   * @generated from field: string error = 6;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message countersign.v1.ReplicaPolicies.
+ * Use `create(ReplicaPoliciesSchema)` to create a new message.
+ */
+export const ReplicaPoliciesSchema: GenMessage<ReplicaPolicies> = /*@__PURE__*/
+  messageDesc(file_countersign_v1_admin_service, 15);
 
 /**
  * GetStatsRequest has no fields.
@@ -493,7 +580,7 @@ export type GetStatsRequest = Message<"countersign.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_countersign_v1_admin_service, 15);
+  messageDesc(file_countersign_v1_admin_service, 16);
 
 /**
  * GetStatsResponse summarizes the store.
@@ -528,7 +615,7 @@ export type GetStatsResponse = Message<"countersign.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_countersign_v1_admin_service, 16);
+  messageDesc(file_countersign_v1_admin_service, 17);
 
 /**
  * StateCount is the number of approvals in one state.
@@ -556,7 +643,7 @@ export type StateCount = Message<"countersign.v1.StateCount"> & {
  * Use `create(StateCountSchema)` to create a new message.
  */
 export const StateCountSchema: GenMessage<StateCount> = /*@__PURE__*/
-  messageDesc(file_countersign_v1_admin_service, 17);
+  messageDesc(file_countersign_v1_admin_service, 18);
 
 /**
  * AdminService is for operators. Every call needs `authorization: Bearer <ADMIN_TOKEN>`.
@@ -605,7 +692,8 @@ export const AdminService: GenService<{
     output: typeof AdminServiceCancelApprovalResponseSchema;
   },
   /**
-   * ReloadPolicies re-reads the policy file; a file that fails validation keeps the current set.
+   * ReloadPolicies re-reads the policy file; a file that fails validation keeps the current set. With a
+   * Redis store the set applied is published to every replica.
    *
    * @generated from rpc countersign.v1.AdminService.ReloadPolicies
    */
@@ -625,7 +713,8 @@ export const AdminService: GenService<{
     output: typeof ValidatePoliciesResponseSchema;
   },
   /**
-   * GetPolicies returns the policy set in force and its SHA-256.
+   * GetPolicies returns the policy set in force and its SHA-256, and with a Redis store every replica's
+   * set and whether they agree.
    *
    * @generated from rpc countersign.v1.AdminService.GetPolicies
    */

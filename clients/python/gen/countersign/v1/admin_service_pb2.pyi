@@ -42,16 +42,24 @@ class GetPoliciesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetPoliciesResponse(_message.Message):
-    __slots__ = ["document", "load_time", "sha256", "source"]
+    __slots__ = ["disagreement", "document", "generation", "load_time", "replicas", "replicas_disagree", "sha256", "source"]
+    DISAGREEMENT_FIELD_NUMBER: _ClassVar[int]
     DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
     LOAD_TIME_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_DISAGREE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    disagreement: str
     document: _struct_pb2.Struct
+    generation: int
     load_time: _timestamp_pb2.Timestamp
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaPolicies]
+    replicas_disagree: bool
     sha256: str
     source: str
-    def __init__(self, sha256: _Optional[str] = ..., document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., source: _Optional[str] = ..., load_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, sha256: _Optional[str] = ..., document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., source: _Optional[str] = ..., load_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., generation: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaPolicies, _Mapping]]] = ..., replicas_disagree: bool = ..., disagreement: _Optional[str] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = []
@@ -118,6 +126,22 @@ class ReloadPoliciesResponse(_message.Message):
     policy_count: int
     sha256: str
     def __init__(self, applied: bool = ..., sha256: _Optional[str] = ..., candidate_sha256: _Optional[str] = ..., policy_count: _Optional[int] = ...) -> None: ...
+
+class ReplicaPolicies(_message.Message):
+    __slots__ = ["error", "generation", "replica", "report_time", "sha256", "stale"]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    REPORT_TIME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    error: str
+    generation: int
+    replica: str
+    report_time: _timestamp_pb2.Timestamp
+    sha256: str
+    stale: bool
+    def __init__(self, replica: _Optional[str] = ..., sha256: _Optional[str] = ..., generation: _Optional[int] = ..., report_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., stale: bool = ..., error: _Optional[str] = ...) -> None: ...
 
 class ResolveApprovalRequest(_message.Message):
     __slots__ = ["admin", "decision", "id", "reason"]

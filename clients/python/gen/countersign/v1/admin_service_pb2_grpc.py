@@ -90,7 +90,8 @@ class AdminServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ReloadPolicies(self, request, context):
-        """ReloadPolicies re-reads the policy file; a file that fails validation keeps the current set.
+        """ReloadPolicies re-reads the policy file; a file that fails validation keeps the current set. With a
+        Redis store the set applied is published to every replica.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,7 +105,8 @@ class AdminServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetPolicies(self, request, context):
-        """GetPolicies returns the policy set in force and its SHA-256.
+        """GetPolicies returns the policy set in force and its SHA-256, and with a Redis store every replica's
+        set and whether they agree.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
